@@ -1,0 +1,175 @@
+"""The mitmproxy addon: options, configuration, and hooks that delegate to `handling`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import server_hooks
+
+from . import answers, handling, mitm_errors
+from .config import load_config
+from .context import get_context
+from .errors import ConfigError, RegistryError
+from .mirror import Mirror
+
+log = logging.getLogger("authmirror")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "authmirror.yaml"
+# Reverse mode needs a target; every flow is re-pointed (or answered) before it could be used,
+# and `server_connect` refuses anything that is not a configured upstream anyway.
+PLACEHOLDER_TARGET = "http://127.0.0.1:9"
+
+
+class CredentialInjector:
+    """Sets the vendor's Authorization as the very last `request` hook of the addon chain.
+
+    The main addon runs early in the chain; mitmweb's view, intercepts and dumpers run after it.
+    Injecting here means none of them ever holds the vendor credential; it is redacted again as
+    soon as the request has gone upstream.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
+
+    def queue(self, flow: http.HTTPFlow, authorization: str) -> None:
+        self.pending[flow.id] = authorization
+
+    def discard(self, flow: http.HTTPFlow) -> None:
+        self.pending.pop(flow.id, None)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        authorization = self.pending.pop(flow.id, None)
+        if authorization is not None and flow.response is None:
+            flow.request.headers["Authorization"] = authorization
+
+
+class AuthMirror:
+    def __init__(self) -> None:
+        self.mirror: Mirror | None = None
+        self.injector = CredentialInjector()
+        self._injector_added = False
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "authmirror_config",
+            Optional[str],
+            None,
+            f"Path to authmirror's YAML config (default: {DEFAULT_CONFIG}).",
+        )
+        mitm_errors.install()
+
+    def running(self) -> None:
+        self._add_injector()
+
+    def _add_injector(self) -> None:
+        if not self._injector_added:
+            ctx.master.addons.add(self.injector)
+            self._injector_added = True
+
+    def done(self) -> None:
+        if self._injector_added:
+            ctx.master.addons.remove(self.injector)
+            self._injector_added = False
+        if self.mirror:
+            self.mirror.close()
+
+    def configure(self, updated: set[str]) -> None:
+        if "authmirror_config" in updated or self.mirror is None:
+            path = ctx.options.authmirror_config or str(DEFAULT_CONFIG)
+            try:
+                mirror = Mirror.build(load_config(path))
+            except ConfigError as e:
+                raise exceptions.OptionsError(f"authmirror: invalid config {path}: {e}") from None
+            previous, self.mirror = self.mirror, mirror
+            if previous:
+                previous.close()
+            log.info(
+                "authmirror: %d app(s), %d registr%s, %d license(s) from %s",
+                len(mirror.config.apps),
+                len(mirror.upstreams),
+                "y" if len(mirror.upstreams) == 1 else "ies",
+                len(mirror.licenses.licenses),
+                mirror.config.path,
+            )
+            self._set_proxy_mode(mirror)
+            self._add_injector()
+
+    def _set_proxy_mode(self, mirror: Mirror) -> None:
+        """Run as a reverse proxy on the config's `listen`, unless the user chose a mode."""
+        if list(ctx.options.mode) != ["regular"]:
+            if ctx.options.connection_strategy != "lazy":
+                log.warning("authmirror: with your own --mode, also set connection_strategy=lazy")
+            return
+        host = ctx.options.listen_host or mirror.config.listen.host
+        port = ctx.options.listen_port or mirror.config.listen.port
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        ctx.options.update(
+            mode=[f"reverse:{PLACEHOLDER_TARGET}@{listen}"],
+            connection_strategy="lazy",
+            keep_host_header=True,
+        )
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.mirror is not None:
+            handling.capture_credentials(flow)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        mirror = self.mirror
+        if mirror is None or flow.response is not None:
+            return
+        context = get_context(flow) or handling.capture_credentials(flow)
+        try:
+            await handling.handle_request(mirror, flow, context, self.injector.queue)
+        except RegistryError as e:
+            self._answer_error(flow, context, e)
+        except Exception:
+            log.exception("authmirror: internal error handling %s (request %s)", flow.request.method, context.request_id)
+            self._answer_error(flow, context, RegistryError("UNKNOWN", "internal error in the mirror; the vendor can look it up by request_id", status=500))
+        if flow.response is not None:
+            self.injector.discard(flow)
+
+    def _answer_error(self, flow: http.HTTPFlow, context, error: RegistryError) -> None:
+        context.error_code = error.code
+        context.forwarded = False
+        self.injector.discard(flow)
+        flow.response = answers.error_answer(flow.request, error, context.request_id)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        context = get_context(flow)
+        if self.mirror is None or context is None:
+            return
+        try:
+            handling.handle_responseheaders(self.mirror, flow, context)
+        except Exception:
+            log.exception("authmirror: internal error on the answer to request %s", context.request_id)
+            handling.replace_error(flow, context, RegistryError("UNKNOWN", "internal error in the mirror", status=500))
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        context = get_context(flow)
+        if self.mirror is None or context is None:
+            return
+        try:
+            handling.handle_response(self.mirror, flow, context)
+        except Exception:
+            log.exception("authmirror: internal error finishing request %s", context.request_id)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        context = get_context(flow)
+        self.injector.discard(flow)
+        if self.mirror is None or context is None:
+            return
+        try:
+            handling.handle_error(self.mirror, flow, context)
+        except Exception:
+            log.exception("authmirror: internal error on failed request %s", context.request_id)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Last line of defence: mitmproxy never connects anywhere but a configured upstream."""
+        address = data.server.address
+        if self.mirror is None or address is None or not self.mirror.may_connect(address[0], address[1]):
+            data.server.error = "authmirror: destination is not a configured upstream"

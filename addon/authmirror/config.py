@@ -1,0 +1,400 @@
+"""YAML configuration to frozen dataclasses; every error names the key it is about."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+from .secrets import Secret, resolve_path, resolve_secret
+
+DEFAULT_LISTEN = "127.0.0.1:5000"
+BLOB_REDIRECT_MODES = ("follow", "pass")
+# A path component of a repository name (distribution spec), also used for app and registry names.
+COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """One upstream registry of an app. `settings` holds the type-specific keys (secrets as Secret)."""
+
+    app: str
+    name: str
+    type: str
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path_prefix: str  # repository prefix taken from the url's path, "" or "org/team"
+    username: Secret | None
+    password: Secret | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    auth_hosts: tuple[str, ...] = ()  # hosts besides `host` that may receive the vendor's credentials as token realm
+    redirect_hosts: tuple[str, ...] = ()  # storage hosts allowed even when they are loopback/private
+    key: str = ""
+
+    @property
+    def default_port(self) -> bool:
+        return self.port == (443 if self.scheme == "https" else 80)
+
+    @property
+    def origin(self) -> str:
+        netloc = self.host if self.default_port else f"{self.host}:{self.port}"
+        return f"{self.scheme}://{netloc}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value this registry holds, for redaction."""
+        values = [s.value for s in (self.username, self.password) if s is not None]
+        values += [v.value for v in self.settings.values() if isinstance(v, Secret)]
+        return tuple(v for v in values if v)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    registries: tuple[RegistryConfig, ...]
+
+    def registry(self, ref: str) -> RegistryConfig | None:
+        """Find a registry by its name or, when its url has no port, by its host."""
+        for registry in self.registries:
+            if registry.name == ref:
+                return registry
+        for registry in self.registries:
+            if registry.default_port and registry.host.lower() == ref.lower():
+                return registry
+        return None
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    signing_key: str  # "file:PATH" (generated if missing), "env:NAME" or inline PEM
+    ttl_seconds: int
+    previous_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LicensesConfig:
+    file: Path | None
+    jwt_public_key: Secret | None
+    revoked_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    listen: Listen
+    public_url: str
+    token: TokenConfig
+    licenses: LicensesConfig
+    pull_log: Path | None  # None: off; Path("-"): stdout
+    blob_redirects: str
+    domains: Mapping[str, str]
+    apps: Mapping[str, AppConfig]
+    cache: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def registries(self) -> list[RegistryConfig]:
+        return [r for app in self.apps.values() for r in app.registries]
+
+
+TOP_LEVEL_KEYS = {
+    "listen", "public_url", "token", "licenses", "pull_log", "blob_redirects", "cache", "domains", "apps",
+}
+COMMON_REGISTRY_KEYS = {"name", "type", "url", "username", "password", "auth_hosts", "redirect_hosts"}
+
+
+def load_config(path: str | Path, *, resolve_secrets: bool = True) -> Config:
+    """Read and validate a config file. Raises ConfigError naming the offending key."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError("", f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"{path} is not valid YAML: {e}") from None
+    return parse_config(raw, path, resolve_secrets=resolve_secrets)
+
+
+def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Config:
+    raw = _mapping(raw if raw is not None else {}, "")
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    base_dir = path.parent
+
+    listen = parse_listen(raw.get("listen", DEFAULT_LISTEN), "listen")
+    public_url = raw.get("public_url") or f"http://{listen}"
+    public_url = _parse_url(public_url, "public_url").rstrip("/")
+
+    token_raw = _mapping(raw.get("token") or {}, "token")
+    _no_unknown(token_raw, {"signing_key", "ttl_seconds", "previous_keys"}, "token")
+    ttl = token_raw.get("ttl_seconds", 300)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 30 <= ttl <= 86400:
+        raise ConfigError("token.ttl_seconds", "must be an integer between 30 and 86400")
+    signing_key = token_raw.get("signing_key", "file:authmirror-token.pem")
+    if not isinstance(signing_key, str) or not signing_key:
+        raise ConfigError("token.signing_key", "must be file:PATH, env:NAME or a PEM key")
+    if signing_key.startswith("file:"):
+        signing_key = f"file:{resolve_path(signing_key[5:], base_dir)}"
+    previous = token_raw.get("previous_keys") or []
+    if not isinstance(previous, list) or not all(isinstance(p, str) for p in previous):
+        raise ConfigError("token.previous_keys", "must be a list of file:PATH / env:NAME public keys")
+    token = TokenConfig(signing_key, ttl, tuple(previous))
+
+    licenses = _parse_licenses(raw.get("licenses"), base_dir, resolve_secrets)
+
+    pull_log_raw = raw.get("pull_log", "pulls.jsonl")
+    if pull_log_raw in (None, False, ""):
+        pull_log = None
+    elif isinstance(pull_log_raw, str):
+        pull_log = Path("-") if pull_log_raw == "-" else resolve_path(pull_log_raw, base_dir)
+    else:
+        raise ConfigError("pull_log", "must be a file path, '-' for stdout, or empty to disable")
+
+    blob_redirects = raw.get("blob_redirects", "follow")
+    if blob_redirects not in BLOB_REDIRECT_MODES:
+        raise ConfigError("blob_redirects", f"must be one of {', '.join(BLOB_REDIRECT_MODES)}")
+
+    apps_raw = _mapping(raw.get("apps") or {}, "apps")
+    apps: dict[str, AppConfig] = {}
+    for app_name, app_raw in apps_raw.items():
+        apps[str(app_name)] = _parse_app(str(app_name), app_raw, base_dir, resolve_secrets)
+
+    domains_raw = _mapping(raw.get("domains") or {}, "domains")
+    domains: dict[str, str] = {}
+    for domain, app_name in domains_raw.items():
+        key = f"domains.{domain}"
+        if not isinstance(domain, str) or not HOST_RE.match(domain):
+            raise ConfigError(key, "must be a host name")
+        if app_name not in apps:
+            raise ConfigError(key, f"maps to unknown app {app_name!r}")
+        domains[domain.lower()] = app_name
+
+    cache = raw.get("cache")
+    if cache is not None:
+        cache = _mapping(cache, "cache")
+
+    return Config(
+        path=path,
+        listen=listen,
+        public_url=public_url,
+        token=token,
+        licenses=licenses,
+        pull_log=pull_log,
+        blob_redirects=blob_redirects,
+        domains=domains,
+        apps=apps,
+        cache=cache,
+        raw=raw,
+    )
+
+
+def parse_listen(value: Any, key: str) -> Listen:
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be HOST:PORT, e.g. 127.0.0.1:5000")
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, "must be HOST:PORT, e.g. 127.0.0.1:5000")
+    return Listen(host or "127.0.0.1", int(port))
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """'90s', '5m', '1h', '2d' or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION_RE.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(key, "must be a duration like 30s, 5m, 1h or 2d")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: Any, key: str) -> int:
+    """'50GiB', '512MB', '100k' or a number of bytes (K/M/G/T are powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE_RE.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(key, "must be a size like 512MiB or 50GiB")
+    unit = (match.group(2) or "B").upper()[0]
+    power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
+    return int(float(match.group(1)) * 1024**power)
+
+
+def _parse_licenses(value: Any, base_dir: Path, resolve_secrets: bool) -> LicensesConfig:
+    raw = _mapping(value or {}, "licenses")
+    _no_unknown(raw, {"file", "jwt_public_key", "revoked_file"}, "licenses")
+    file = raw.get("file", "licenses.yaml")
+    if file is not None and not isinstance(file, str):
+        raise ConfigError("licenses.file", "must be a path")
+    jwt_key = raw.get("jwt_public_key")
+    public_key = None
+    if jwt_key is not None:
+        public_key = resolve_secret(jwt_key, "licenses.jwt_public_key", base_dir, warn_literal=False) if resolve_secrets else Secret(str(jwt_key), "")
+    if file is None and public_key is None:
+        raise ConfigError("licenses", "needs a file, a jwt_public_key, or both")
+    revoked = raw.get("revoked_file")
+    return LicensesConfig(
+        file=resolve_path(file, base_dir) if file else None,
+        jwt_public_key=public_key,
+        revoked_file=resolve_path(revoked, base_dir) if isinstance(revoked, str) else None,
+    )
+
+
+def _parse_app(name: str, value: Any, base_dir: Path, resolve_secrets: bool) -> AppConfig:
+    key = f"apps.{name}"
+    if not COMPONENT_RE.match(name):
+        raise ConfigError(key, "app names use lowercase letters, digits and . _ - (as in image paths)")
+    raw = _mapping(value or {}, key)
+    _no_unknown(raw, {"registries"}, key)
+    registries_raw = raw.get("registries") or []
+    if not isinstance(registries_raw, list):
+        raise ConfigError(f"{key}.registries", "must be a list")
+    registries = []
+    seen: set[str] = set()
+    for index, registry_raw in enumerate(registries_raw):
+        registry = _parse_registry(name, index, registry_raw, base_dir, resolve_secrets)
+        if registry.name in seen:
+            raise ConfigError(f"{registry.key}.name", f"duplicate registry name {registry.name!r}")
+        seen.add(registry.name)
+        registries.append(registry)
+    return AppConfig(name, tuple(registries))
+
+
+def _parse_registry(app: str, index: int, value: Any, base_dir: Path, resolve_secrets: bool) -> RegistryConfig:
+    from .upstreams import provider_class  # late import: providers import this module
+
+    key = f"apps.{app}.registries[{index}]"
+    raw = _mapping(value, key)
+    name = raw.get("name")
+    if not isinstance(name, str) or not COMPONENT_RE.match(name):
+        raise ConfigError(f"{key}.name", "required; lowercase letters, digits and . _ - (it appears in image paths)")
+    rtype = raw.get("type", "basic")
+    provider = provider_class(rtype)
+    if provider is None:
+        from .upstreams import PROVIDERS
+
+        raise ConfigError(f"{key}.type", f"unknown registry type {rtype!r} (known: {', '.join(PROVIDERS)})")
+    spec = provider.SETTINGS
+    _no_unknown(raw, COMMON_REGISTRY_KEYS | set(spec), key)
+
+    url = raw.get("url") or provider.DEFAULT_URL
+    if not url:
+        raise ConfigError(f"{key}.url", f"required for type {rtype}")
+    url = _parse_url(url, f"{key}.url")
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    host = parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+
+    def secret(field_name: str, required: bool) -> Secret | None:
+        if raw.get(field_name) is None:
+            if required:
+                raise ConfigError(f"{key}.{field_name}", f"required for type {rtype}")
+            return None
+        if not resolve_secrets:
+            return Secret(str(raw[field_name]), "")
+        return resolve_secret(raw[field_name], f"{key}.{field_name}", base_dir, warn_literal=field_name != "username")
+
+    username = secret("username", provider.NEEDS_USERNAME)
+    password = secret("password", provider.NEEDS_PASSWORD)
+    settings: dict[str, Any] = {}
+    for setting, (kind, required) in spec.items():
+        if raw.get(setting) is None:
+            if required:
+                raise ConfigError(f"{key}.{setting}", f"required for type {rtype}")
+            continue
+        value = raw[setting]
+        if kind == "secret":
+            settings[setting] = (
+                resolve_secret(value, f"{key}.{setting}", base_dir) if resolve_secrets else Secret(str(value), "")
+            )
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key}.{setting}", "must be true or false")
+            settings[setting] = value
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{key}.{setting}", "must be a string")
+            settings[setting] = value
+
+    hosts = {}
+    for list_key in ("auth_hosts", "redirect_hosts"):
+        items = raw.get(list_key) or []
+        if not isinstance(items, list) or not all(isinstance(h, str) and h for h in items):
+            raise ConfigError(f"{key}.{list_key}", "must be a list of host names")
+        hosts[list_key] = tuple(h.lower() for h in items)
+
+    registry = RegistryConfig(
+        app=app,
+        name=name,
+        type=rtype,
+        url=url,
+        scheme=scheme,
+        host=host.lower(),
+        port=port,
+        path_prefix=parts.path.strip("/"),
+        username=username,
+        password=password,
+        settings=settings,
+        auth_hosts=hosts["auth_hosts"],
+        redirect_hosts=hosts["redirect_hosts"],
+        key=key,
+    )
+    provider.validate(registry)
+    return registry
+
+
+def _parse_url(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be an http:// or https:// URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, "must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ConfigError(key, "must not contain credentials; use username/password")
+    if parts.query or parts.fragment:
+        raise ConfigError(key, "must not have a query or fragment")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(key, "has an invalid port") from None
+    return value.rstrip("/")
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a mapping")
+    return value
+
+
+def _no_unknown(raw: Mapping[str, Any], known: set[str], key: str) -> None:
+    unknown = set(raw) - known
+    if unknown:
+        first = sorted(map(str, unknown))[0]
+        raise ConfigError(f"{key}.{first}" if key else first, f"unknown key (known: {', '.join(sorted(known))})")

@@ -1,0 +1,87 @@
+"""The assembled mirror: everything built from one config, swapped in as a whole on reconfigure."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .clientauth import ClientAuthenticator
+from .config import Config, RegistryConfig
+from .errors import RegistryError
+from .licenses import LicenseStore
+from .pulllog import PullLog
+from .redirects import RedirectSealer, derive_key
+from .routing import Route
+from .tokens import TokenIssuer, load_public_key, load_signing_key
+from .upstreams import Upstream, make_upstream
+
+log = logging.getLogger("authmirror")
+
+STORAGE_DESTINATION_TTL = 600.0
+
+
+@dataclass
+class Mirror:
+    config: Config
+    licenses: LicenseStore
+    issuer: TokenIssuer
+    authenticator: ClientAuthenticator
+    upstreams: dict[tuple[str, str], Upstream]
+    pull_log: PullLog
+    sealer: RedirectSealer
+    clock: Callable[[], float] = time.time
+    # (host, port) -> until when mitmproxy may connect there (blob storage we were redirected to)
+    storage_destinations: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: Config, clock: Callable[[], float] = time.time) -> "Mirror":
+        """Build every service; raises ConfigError (naming the key) when something is unusable."""
+        licenses = LicenseStore(config.licenses, clock)
+        licenses.load()
+        private_key = load_signing_key(config.token.signing_key)
+        previous = tuple(load_public_key(spec) for spec in config.token.previous_keys)
+        issuer = TokenIssuer(private_key, config.token.ttl_seconds, previous, clock)
+        upstreams = {(r.app, r.name): make_upstream(r, clock=clock) for r in config.registries()}
+        pull_log = PullLog(config.pull_log)
+        pull_log.open()
+        sealer = RedirectSealer(derive_key(private_key, b"blob redirect"), clock=clock)
+        return cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock)
+
+    def close(self) -> None:
+        self.pull_log.close()
+
+    def registry_for(self, route: Route) -> tuple[RegistryConfig, Upstream]:
+        app = self.config.apps.get(route.app)
+        if app is None:
+            raise RegistryError("NAME_UNKNOWN", f"unknown app '{route.app}'", detail={"app": route.app})
+        registry = app.registry(route.registry)
+        if registry is None:
+            raise RegistryError(
+                "NAME_UNKNOWN",
+                f"app '{route.app}' has no registry '{route.registry}'",
+                detail={"app": route.app, "registry": route.registry},
+            )
+        return registry, self.upstreams[(registry.app, registry.name)]
+
+    def realm(self, domain: str) -> str:
+        """The token realm a client should use: on a custom domain, that domain."""
+        if domain:
+            scheme = self.config.public_url.split("://", 1)[0]
+            port = self.config.public_url.split("://", 1)[1].split("/", 1)[0].rpartition(":")[2]
+            suffix = f":{port}" if port.isdigit() and port not in ("80", "443") else ""
+            return f"{scheme}://{domain}{suffix}/v2/token"
+        return f"{self.config.public_url}/v2/token"
+
+    def allow_storage(self, host: str, port: int) -> None:
+        self.storage_destinations[(host.lower(), port)] = self.clock() + STORAGE_DESTINATION_TTL
+
+    def may_connect(self, host: str, port: int) -> bool:
+        """Only configured upstreams (and storage they redirected us to) are ever contacted."""
+        host = host.lower()
+        for registry in self.config.registries():
+            if registry.host == host and registry.port == port:
+                return True
+        until = self.storage_destinations.get((host, port))
+        return until is not None and until > self.clock()
