@@ -77,7 +77,7 @@ class AuthMirror:
             self.mirror.close()
 
     def configure(self, updated: set[str]) -> None:
-        if "authmirror_config" in updated or self.mirror is None:
+        if "authmirror_config" in updated:
             path = ctx.options.authmirror_config or str(DEFAULT_CONFIG)
             try:
                 mirror = Mirror.build(load_config(path))
@@ -99,6 +99,8 @@ class AuthMirror:
 
     def _set_proxy_mode(self, mirror: Mirror) -> None:
         """Run as a reverse proxy on the config's `listen`, unless the user chose a mode."""
+        if "connection_strategy" not in ctx.options:
+            return  # not running inside a proxy (no proxyserver addon)
         if list(ctx.options.mode) != ["regular"]:
             if ctx.options.connection_strategy != "lazy":
                 log.warning("authmirror: with your own --mode, also set connection_strategy=lazy")

@@ -356,7 +356,7 @@ def connection_error(registry_name: str, message: str, storage: bool) -> Registr
     what = f"blob storage of upstream registry '{registry_name}'" if storage else f"upstream registry '{registry_name}'"
     if "timed out" in lowered or "timeout" in lowered:
         return UpstreamError("UNAVAILABLE", f"{what} did not answer in time", status=504, detail={"registry": registry_name})
-    if "refused" in lowered:
+    if "refused" in lowered or "errno 111" in lowered:
         reason = "connection refused"
     elif "name or service not known" in lowered or "getaddrinfo" in lowered or "nodename" in lowered:
         reason = "host name not found"
