@@ -265,5 +265,9 @@ async def test_referrers_fall_back_to_the_tag_schema(addon_ctx):
     index = json.loads(flow.response.content)
     assert [m["artifactType"] for m in index["manifests"]] == ["application/spdx+json"]
     assert flow.response.headers["OCI-Filters-Applied"] == "artifactType"
+    fake.routes[f"/v2/app/manifests/sha256-{'c' * 64}"] = (404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
     flow = await run_request(addon, make_flow(f"/v2/proxy/acme/vendor/app/referrers/sha256:{'c' * 64}", authorization=basic(VALID)))
     assert flow.response.status_code == 200 and json.loads(flow.response.content)["manifests"] == []
+    # an unknown repository stays an error
+    flow = await run_request(addon, make_flow(f"/v2/proxy/acme/vendor/ghost/referrers/sha256:{'c' * 64}", authorization=basic(VALID)))
+    assert flow.response.status_code == 404 and errors_of(flow)[0]["code"] == "NAME_UNKNOWN"
