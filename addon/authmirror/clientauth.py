@@ -108,28 +108,32 @@ class ClientAuthenticator:
             )
 
     def issue_token(self, credential: ClientCredential, scopes: Sequence[str], domain_app: str) -> tuple[dict[str, Any], License]:
-        """Answer a token request (and say for whom). No anonymous tokens; only pull is ever granted."""
+        """Answer a token request (and say for whom). No anonymous tokens; only pull is ever granted.
+
+        An unknown, expired or revoked license gets a 401 with the reason: clients show a token
+        endpoint's 401 message, but not a 403's. A valid license gets a token for the scopes it is
+        entitled to (possibly none, as Distribution's token server does); the image request then
+        answers 403 DENIED with the reason, which clients do show.
+        """
         if credential.scheme != "basic":
             raise RegistryError("UNAUTHORIZED", "token requests need Basic credentials: any username, your license ID as password")
-        license = self.store.authenticate(credential.secret)
+        try:
+            license = self.store.authenticate(credential.secret)
+        except RegistryError as e:
+            if e.status == 403:
+                raise RegistryError("UNAUTHORIZED", e.message, detail=e.detail) from None
+            raise
         access: list[dict[str, Any]] = []
-        denials: list[RegistryError] = []
         for text in scopes:
             scope = parse_scope(text)
-            if scope is None or scope.type != "repository" or not NAME_RE.match(scope.name):
-                continue  # unknown scopes are dropped, as Distribution's token server does
-            if "pull" not in scope.actions:
-                denials.append(RegistryError("DENIED", "this mirror is read-only: only pull access can be granted"))
-                continue
+            if scope is None or scope.type != "repository" or not NAME_RE.match(scope.name) or "pull" not in scope.actions:
+                continue  # unknown scopes and push-only requests are dropped
             try:
                 app, _, repository = split_name(scope.name, domain_app)
                 check_entitled(license, app, repository)
-            except RegistryError as e:
-                denials.append(e)
+            except RegistryError:
                 continue
             access.append({"type": "repository", "name": scope.name, "actions": ["pull"]})
-        if denials and not access:
-            raise denials[0]
         subject = license.claims()
         if license.source == "jwt":
             subject["lid"] = license.id

@@ -81,12 +81,15 @@ class ReplacementBody:
         self.prefix = bytearray()
         self.emitted: bytes | None = None
 
-    def __call__(self, chunk: bytes) -> bytes:
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        # NOTE: swallowed chunks must be [] and not b"": mitmproxy would send an empty chunk, which
+        # in chunked transfer coding ends the body before ours is sent.
         if chunk:
             if len(self.prefix) < ERROR_BODY_LIMIT:
                 self.prefix += chunk[: ERROR_BODY_LIMIT - len(self.prefix)]
-            return b""
-        return self.finish()
+            return []
+        body = self.finish()
+        return [body] if body else []
 
     def finish(self) -> bytes:
         if self.emitted is None:

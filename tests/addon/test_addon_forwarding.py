@@ -28,14 +28,23 @@ def upstream_answers(addon, flow, status: int, headers: dict | None = None, body
         step = max(1, len(body) // chunks)
         for i in range(0, len(body), step):
             piece = body[i : i + step]
-            sent += stream(piece) if callable(stream) else piece
+            sent += b"".join(as_chunks(stream(piece))) if callable(stream) else piece
         if callable(stream):
-            sent += stream(b"")
+            sent += b"".join(as_chunks(stream(b"")))
     else:
         flow.response.content = body
         sent = None
     addon.response(flow)
     return sent if sent is not None else flow.response.content
+
+
+def as_chunks(result) -> list[bytes]:
+    """What mitmproxy sends for a stream callable's result; an empty chunk would end a chunked body."""
+    if result == b"":
+        return []  # mitmproxy treats a bare b"" as "nothing to send"
+    chunks = [result] if isinstance(result, bytes) else list(result)
+    assert all(chunks), "a stream callable must not emit empty chunks mid-body"
+    return chunks
 
 
 async def forwarded(addon, path, method="GET", authorization=None, **kwargs):
