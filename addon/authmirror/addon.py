@@ -13,6 +13,7 @@ from . import answers, handling, mitm_errors
 from .config import load_config
 from .context import get_context
 from .errors import ConfigError, RegistryError
+from .licenses import LicenseRefused
 from .mirror import Mirror
 
 log = logging.getLogger("authmirror")
@@ -137,6 +138,8 @@ class AuthMirror:
 
     def _answer_error(self, flow: http.HTTPFlow, context, error: RegistryError) -> None:
         context.error_code = error.code
+        if isinstance(error, LicenseRefused) and error.license is not None:
+            context.license = error.license  # refusals count against the customer in reports
         context.forwarded = False
         self.injector.discard(flow)
         flow.response = answers.error_answer(flow.request, error, context.request_id)

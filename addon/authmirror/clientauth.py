@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from .errors import RegistryError
-from .licenses import License, LicenseStore, check_entitled, check_valid
+from .licenses import License, LicenseRefused, LicenseStore, check_entitled, check_valid
 from .routing import NAME_RE, split_name
 from .tokens import TokenIssuer, parse_scope, token_allows
 
@@ -77,7 +77,7 @@ def license_from_token(claims: Mapping[str, Any], store: LicenseStore) -> Licens
         fingerprint=str(fp),
     )
     if store.is_revoked(license):
-        raise RegistryError("DENIED", f"license for {license.customer} has been revoked", detail={"license": fp})
+        raise LicenseRefused("DENIED", f"license for {license.customer} has been revoked", detail={"license": fp}, license=license)
     return license
 
 
@@ -119,10 +119,8 @@ class ClientAuthenticator:
             raise RegistryError("UNAUTHORIZED", "token requests need Basic credentials: any username, your license ID as password")
         try:
             license = self.store.authenticate(credential.secret)
-        except RegistryError as e:
-            if e.status == 403:
-                raise RegistryError("UNAUTHORIZED", e.message, detail=e.detail) from None
-            raise
+        except LicenseRefused as e:
+            raise LicenseRefused("UNAUTHORIZED", e.message, detail=e.detail, license=e.license) from None
         access: list[dict[str, Any]] = []
         for text in scopes:
             scope = parse_scope(text)

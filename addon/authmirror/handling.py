@@ -36,9 +36,9 @@ from .mirror import Mirror
 from .pulllog import PullEvent, utc_timestamp
 from .redirects import QUERY_PARAM, check_storage_url
 from .referrers import referrers
-from .routing import parse_route, request_domain, split_path
+from .routing import Route, parse_route, request_domain, split_name, split_path, validate_name
 from .tags import next_link, page_tags, parse_paging, upstream_tags
-from .tokens import bearer_challenge
+from .tokens import bearer_challenge, parse_scope
 
 log = logging.getLogger("authmirror")
 
@@ -183,6 +183,7 @@ def answer_token(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, q
     else:
         raise RegistryError("UNSUPPORTED", "the token endpoint takes GET or POST", status=405)
     domain_app = mirror.config.domains.get(domain, "")
+    context.route = token_route(scopes, domain_app, domain)
     try:
         token, context.license = mirror.authenticator.issue_token(credential, scopes, domain_app)
     except RegistryError as e:
@@ -192,6 +193,20 @@ def answer_token(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, q
     if oauth:
         token["scope"] = " ".join(scopes)
     answer(flow, context, token, headers={"Cache-Control": "no-store"})
+
+
+def token_route(scopes: list[str], domain_app: str, domain: str) -> Route:
+    """For the pull event: which image a token request was about (its first repository scope)."""
+    for text in scopes:
+        scope = parse_scope(text)
+        if scope and scope.type == "repository":
+            try:
+                validate_name(scope.name)
+                app, registry, repository = split_name(scope.name, domain_app)
+            except RegistryError:
+                break
+            return Route("token", scope.name, app, registry, repository, "", domain)
+    return Route("token")
 
 
 def answer_catalog(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -> None:

@@ -69,31 +69,41 @@ class License:
         }
 
 
+@dataclass
+class LicenseRefused(RegistryError):
+    """A known license that may not pull this: carries the license so the refusal is attributed."""
+
+    license: License | None = None
+
+
 def check_valid(license: License, now: float) -> None:
     """Raise DENIED when a known license may not be used any more."""
     if license.revoked:
-        raise RegistryError("DENIED", f"license for {license.customer} has been revoked", detail={"license": license.fingerprint})
+        raise LicenseRefused("DENIED", f"license for {license.customer} has been revoked", detail={"license": license.fingerprint}, license=license)
     if license.expired(now):
-        raise RegistryError(
+        raise LicenseRefused(
             "DENIED",
             f"license for {license.customer} expired on {license.expiry_text}",
             detail={"license": license.fingerprint},
+            license=license,
         )
 
 
 def check_entitled(license: License, app: str, repository: str) -> None:
     """Raise DENIED unless the license covers this app and image."""
     if app not in license.apps:
-        raise RegistryError(
+        raise LicenseRefused(
             "DENIED",
             f"license for {license.customer} does not include app '{app}'",
             detail={"license": license.fingerprint, "app": app},
+            license=license,
         )
     if not license.allows_image(repository):
-        raise RegistryError(
+        raise LicenseRefused(
             "DENIED",
             f"license for {license.customer} does not allow image '{repository}'",
             detail={"license": license.fingerprint, "app": app, "repository": repository},
+            license=license,
         )
 
 

@@ -140,3 +140,29 @@ async def test_malformed_reference_is_400_before_forwarding(addon_ctx):
     flow = await run_request(addon, make_flow("/v2/proxy/acme/vendor/app/blobs/sha256:1234", authorization=basic(VALID)))
     assert flow.response.status_code == 400 and errors_of(flow)[0]["code"] == "DIGEST_INVALID"
     assert fake.calls == []
+
+
+async def test_refusals_are_attributed_to_the_customer_in_pull_events(addon_ctx, config_path):
+    addon, _, _ = addon_ctx
+    for license in ("expired-license-01", "limited-license-01"):
+        token_flow = await run_request(addon, make_flow("/v2/token?scope=repository:proxy/acme/vendor/secret:pull", authorization=basic(license)))
+        addon.response(token_flow)
+        flow = await run_request(addon, make_flow("/v2/proxy/acme/vendor/secret/manifests/1.0", authorization=basic(license)))
+        addon.response(flow)
+    token_expired, manifest_expired, token_limited, manifest_limited = events(config_path)
+    assert (token_expired["customer"], token_expired["status"], token_expired["error_code"]) == ("Hooli", 401, "UNAUTHORIZED")
+    assert (token_expired["app"], token_expired["registry"], token_expired["repository"]) == ("acme", "vendor", "secret")
+    assert (manifest_expired["customer"], manifest_expired["status"], manifest_expired["error_code"]) == ("Hooli", 403, "DENIED")
+    assert (token_limited["customer"], token_limited["status"]) == ("Stark", 200)  # a token, without that scope
+    assert (manifest_limited["customer"], manifest_limited["status"], manifest_limited["error_code"]) == ("Stark", 403, "DENIED")
+    assert all(e["license"].startswith("lic_") for e in events(config_path))
+
+
+async def test_flows_are_annotated_for_mitmweb(addon_ctx):
+    addon, _, _ = addon_ctx
+    flow = await run_request(addon, make_flow("/v2/proxy/acme/vendor/app/manifests/1.0", authorization=basic("expired-license-01")))
+    addon.response(flow)
+    assert flow.comment == "Hooli: manifest acme/vendor/app:1.0 -> 403 DENIED"
+    assert flow.marked
+    assert flow.metadata["authmirror"]["customer"] == "Hooli" and flow.metadata["authmirror"]["action"] == "manifest"
+    flow.get_state()  # metadata stays serialisable (-w, mitmweb)

@@ -229,16 +229,18 @@ def write_mirror_config(workdir: Path, port: int, apps: dict, licenses: list[dic
     return path
 
 
-def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> MirrorProcess:
+def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str] | None = None, extra_args: list[str] | None = None, state_dir: Path | None = None) -> MirrorProcess:
+    """`workdir` holds the config (and its pull log); mitmproxy's state and log go to `state_dir` (default: workdir)."""
+    state_dir = state_dir or workdir
     args = [
         mitmdump_binary(),
         "-s", str(REPO_ROOT / "addon" / "proxy.py"),
         "--set", f"authmirror_config={config_path}",
-        "--set", f"confdir={workdir / 'mitmproxy'}",
+        "--set", f"confdir={state_dir / 'mitmproxy'}",
         "--set", "termlog_verbosity=info",
         *(extra_args or []),
     ]
-    process = start(args, workdir / "mitmdump.log", env={**os.environ, **(env or {})}, cwd=workdir)
+    process = start(args, state_dir / "mitmdump.log", env={**os.environ, **(env or {})}, cwd=state_dir)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
     except RuntimeError:

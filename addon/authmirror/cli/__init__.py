@@ -1,0 +1,1 @@
+"""The `authmirror` command line: one module per command, each parses and calls a library function."""
