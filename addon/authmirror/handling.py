@@ -34,7 +34,7 @@ from .forwarding import (
 )
 from .mirror import Mirror
 from .pulllog import PullEvent, utc_timestamp
-from .redirects import QUERY_PARAM, check_storage_url
+from .redirects import QUERY_PARAM, check_storage_url, same_origin
 from .referrers import referrers
 from .routing import Route, parse_route, request_domain, split_name, split_path, validate_name
 from .tags import next_link, page_tags, parse_paging, upstream_tags
@@ -284,8 +284,7 @@ def redirect_blob(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, 
     hops = int(context.extra.get("hops", 0))
     if hops >= MAX_STORAGE_HOPS:
         return replace_error(flow, context, error_status_for_redirect_loop(registry.name))
-    target_host = (urlsplit(location).hostname or "").lower()
-    if mirror.config.blob_redirects == "pass" and target_host and target_host != registry.host:
+    if mirror.config.blob_redirects == "pass" and urlsplit(location).hostname and not same_origin(location, registry):
         # Bytes bypass the mirror; the client goes to storage with the presigned URL.
         return redirect_client(flow, context, location)
     license = context.license

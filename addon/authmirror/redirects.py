@@ -59,6 +59,16 @@ class RedirectSealer:
         return payload["u"], payload["c"]
 
 
+def same_origin(url: str, registry: RegistryConfig) -> bool:
+    """Is `url` on the registry itself (scheme, host and port)?"""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    return (parts.scheme, (parts.hostname or "").lower(), port) == (registry.scheme, registry.host, registry.port)
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     return ip.is_global and not ip.is_multicast
@@ -72,7 +82,7 @@ async def check_storage_url(url: str, registry: RegistryConfig) -> None:
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    explicitly_allowed = host == registry.host or host in registry.redirect_hosts
+    explicitly_allowed = same_origin(url, registry) or host in registry.redirect_hosts
     refuse = RegistryError(
         "DENIED",
         f"upstream registry '{registry.name}' redirected the blob to a storage location that is not allowed; "

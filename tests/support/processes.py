@@ -142,7 +142,9 @@ def start_registry(
         config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(workdir / "htpasswd")}}
     config.update(extra or {})
     (workdir / "config.yml").write_text(yaml.safe_dump(config))
-    process = start([binary, "serve", str(workdir / "config.yml")], workdir / "registry.log")
+    # The S3 driver's SDK fails on AWS_CA_BUNDLE with a custom transport; the registry needs none.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    process = start([binary, "serve", str(workdir / "config.yml")], workdir / "registry.log", env=env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v2/")
     except RuntimeError:
