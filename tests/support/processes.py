@@ -93,13 +93,12 @@ def htpasswd(path: Path, users: dict[str, str]) -> None:
 
 
 @dataclass
-class Registry:
-    """A real Distribution registry (docker-registry) on 127.0.0.1."""
+class LocalService:
+    """A server process we started on 127.0.0.1."""
 
     port: int
     workdir: Path
     process: Process
-    users: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -111,6 +110,16 @@ class Registry:
 
     def stop(self) -> None:
         self.process.stop()
+
+    def log(self) -> str:
+        return self.process.log()
+
+
+@dataclass
+class Registry(LocalService):
+    """A real Distribution registry (docker-registry) on 127.0.0.1."""
+
+    users: dict[str, str] = field(default_factory=dict)
 
     def access_log(self) -> str:
         return self.process.log()
@@ -180,27 +189,10 @@ def push(image_layout: Path, tag: str, registry: Registry, repository: str, cred
 
 
 @dataclass
-class MirrorProcess:
+class MirrorProcess(LocalService):
     """`mitmdump -s addon/proxy.py` with a config written for the test."""
 
-    port: int
-    workdir: Path
-    config_path: Path
-    process: Process
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def log(self) -> str:
-        return self.process.log()
+    config_path: Path | None = None
 
     def pull_events(self) -> list[dict]:
         path = self.workdir / "pulls.jsonl"
@@ -248,4 +240,4 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"mitmdump did not start: {process.log()[-3000:]}")
-    return MirrorProcess(port, workdir, config_path, process)
+    return MirrorProcess(port, workdir, process, config_path)
