@@ -3,9 +3,11 @@ resolve -> connect -> credentials -> /v2/ -> manifest -> platforms -> blobs."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from ..config import Config, RegistryConfig
+from .. import httpclient
 from ..errors import RegistryError
 from ..httpclient import HttpFailure
 from ..imagerefs import ImageReferenceError, ResolvedImage, mirror_reference, resolve_image
@@ -19,6 +21,19 @@ from .pull import pull_steps, run_step
 from .session import RepositoryMissing, Session
 
 STEPS = ("resolve", "connect", "credentials", "v2", "manifest", "platforms", "blobs")
+
+
+# The last error answer the shared Upstream code got in this task (auth discovery, token fetch):
+# its errors are worded for customers, the diagnosis wants the registry's own status, code and words.
+LAST_ERROR: ContextVar[httpclient.HttpResponse | None] = ContextVar("authmirror_registrytest_last_error", default=None)
+
+
+async def recording_http(method: str, url: str, headers=None, body=None, **kwargs: Any) -> httpclient.HttpResponse:
+    """`Upstream`'s HTTP function, remembering error answers for the diagnosis."""
+    response = await httpclient.request(method, url, headers, body, **kwargs)
+    if response.status >= 400:
+        LAST_ERROR.set(response)
+    return response
 
 
 class DirectSession(Session):
@@ -49,6 +64,7 @@ class DirectSession(Session):
         }
 
     async def authorization(self) -> str | None:
+        LAST_ERROR.set(None)
         try:
             self._auth = await self.upstream.authorization(self.repository)
         except RegistryError as e:
@@ -71,6 +87,10 @@ class DirectSession(Session):
         cause = error.__context__
         if isinstance(cause, HttpFailure):
             return self.network_failure(cause)
+        answer = LAST_ERROR.get()
+        LAST_ERROR.set(None)
+        if answer is not None:
+            return self.diagnose(answer, what)
         detail = error.detail if isinstance(error.detail, dict) else {}
         status, code = detail.get("upstream_status"), detail.get("upstream_code")
         retry_after = (error.headers or {}).get("Retry-After")
@@ -133,7 +153,7 @@ async def check_direct(
         registry = resolved.registry
         key = (registry.app, registry.name)
         if key not in upstreams:
-            upstreams[key] = make_upstream(registry, timeout=timeout)
+            upstreams[key] = make_upstream(registry, timeout=timeout, http=recording_http)
         session = DirectSession(upstreams[key], resolved, timeout, config)
         await run_step(result, "connect", lambda step: _connect(step, session))
         await run_step(result, "credentials", lambda step: _credentials(step, session))
@@ -176,6 +196,7 @@ async def _credentials(step: Step, session: DirectSession) -> None:
     upstream = session.upstream
     registry = upstream.registry
     static = type(upstream).credentials is Upstream.credentials
+    LAST_ERROR.set(None)
     try:
         creds = await upstream.credentials()
     except RegistryError as e:
@@ -191,6 +212,7 @@ async def _credentials(step: Step, session: DirectSession) -> None:
 
 async def _v2(step: Step, session: DirectSession) -> None:
     upstream = session.upstream
+    LAST_ERROR.set(None)
     try:
         challenge = await upstream.challenge()
     except RegistryError as e:

@@ -220,7 +220,10 @@ async def check_blobs(session: Session, step: Step, name: str, images: list[tupl
             redirected += 1
             return blob.size or 0
         if response.status != 200:
-            raise StepFailed(blob_failure(session, response, blob))
+            # A HEAD answer has no error body: GET as a runtime would, for the registry's own error.
+            response, _hops = await session.send_following("GET", f"/v2/{name}/blobs/{blob.digest}", {}, lambda chunk: None)
+            if response.status != 200:
+                raise StepFailed(blob_failure(session, response, blob))
         length = response.header("Content-Length")
         if blob.size is not None and length and length.isdigit() and int(length) != blob.size:
             raise StepFailed(session.failure("size_mismatch", f"{blob.label} {blob.digest}: registry says {length} bytes, the manifest {blob.size}"))
