@@ -53,7 +53,8 @@ def _what(result: ImageResult) -> str:
 def render_summary(results: list[ImageResult], marks: dict[Any, str]) -> str:
     """The table CI logs show: one row per image, then the counts and the exit code's meaning."""
     width = min(max(len(r.image) for r in results), 80)
-    rows = [f"  {'':2}{'IMAGE':<{width}}  {'STEP':<11}{'TIME':>10}  PROBLEM"]
+    pad = " " * (len(marks[True]) + 1)
+    rows = [f"  {pad}{'IMAGE':<{width}}  {'STEP':<11}{'TIME':>10}  PROBLEM"]
     for r in results:
         failure = r.failure
         step = STEP_LABELS.get(failure.step, failure.step) if failure else "-"
