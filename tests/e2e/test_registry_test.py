@@ -306,7 +306,7 @@ def test_via_proxy_valid_license_pulls_the_whole_path(capsys, mirror, built):
     assert "grants pull on proxy/acme/vendor/vendor/app" in out
     assert "linux/amd64, linux/arm64" in out and "6 blobs read in full, digests verified" in out
     assert f"PULLABLE: {built.multi.manifest_digest}" in out
-    events = [e for e in mirror.pull_events() if e.get("user_agent", "").startswith("Python-urllib") and e["customer"] == "Globex Corp"]
+    events = [e for e in mirror.pull_events() if (e.get("user_agent") or "").startswith("authmirror-registry-test/") and e["customer"] == "Globex Corp"]
     assert {"token", "manifest", "blob"} <= {e["action"] for e in events}
 
 

@@ -18,7 +18,7 @@ from .hints import hint_for
 from .model import Failure, ImageResult, Step, StepFailed
 from .probe import probe
 from .pull import pull_steps, run_step
-from .session import RepositoryMissing, Session
+from .session import USER_AGENT, RepositoryMissing, Session
 
 STEPS = ("resolve", "connect", "credentials", "v2", "manifest", "platforms", "blobs")
 
@@ -30,7 +30,7 @@ LAST_ERROR: ContextVar[httpclient.HttpResponse | None] = ContextVar("authmirror_
 
 async def recording_http(method: str, url: str, headers=None, body=None, **kwargs: Any) -> httpclient.HttpResponse:
     """`Upstream`'s HTTP function, remembering error answers for the diagnosis."""
-    response = await httpclient.request(method, url, headers, body, **kwargs)
+    response = await httpclient.request(method, url, {"User-Agent": USER_AGENT, **(headers or {})}, body, **kwargs)
     if response.status >= 400:
         LAST_ERROR.set(response)
     return response

@@ -10,12 +10,14 @@ import difflib
 from typing import Any, Callable
 from urllib.parse import urljoin
 
-from .. import httpclient
+from .. import __version__, httpclient
 from ..errors import parse_error_body
 from .hints import hint_for, tls_advice
 from .model import Failure, StepFailed
 
 MAX_REDIRECTS = 3
+# Pull logs (the mirror's, the registry's) can tell these checks from real pulls.
+USER_AGENT = f"authmirror-registry-test/{__version__}"
 
 
 class Session:
@@ -63,6 +65,7 @@ class Session:
         return response
 
     async def http(self, method: str, url: str, headers: dict[str, str], sink: Callable[[bytes], None] | None = None) -> httpclient.HttpResponse:
+        headers = {"User-Agent": USER_AGENT, **headers}
         try:
             if sink is not None:
                 return await httpclient.stream(method, url, headers, sink, timeout=self.timeout)
