@@ -8,6 +8,7 @@ configured upstreams are contacted). Bodies are read up to a limit: nothing here
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -15,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
@@ -85,14 +86,8 @@ def request_sync(
     ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResponse:
     response = _open(method, url, headers, body, timeout, ssl_context)
-    try:
+    with _reading(response, timeout):
         data = response.read(max_bytes + 1) if method != "HEAD" else b""
-    except (TimeoutError, socket.timeout):
-        raise HttpFailure("timeout", f"timed out reading the answer after {timeout:g} s") from None
-    except (ConnectionError, OSError) as e:
-        raise HttpFailure("protocol", f"connection broke while reading the answer: {e}") from None
-    finally:
-        response.close()
     return HttpResponse(response.status, response.headers, data[:max_bytes], truncated=len(data) > max_bytes)
 
 
@@ -117,16 +112,23 @@ def stream_sync(
         finally:
             response.close()
         return HttpResponse(response.status, response.headers, data)
-    try:
+    with _reading(response, timeout):
         while chunk := response.read(chunk_size):
             on_chunk(chunk)
+    return HttpResponse(response.status, response.headers, b"")
+
+
+@contextlib.contextmanager
+def _reading(response, timeout: float) -> Iterator[None]:
+    """Reading an answer's body: failures become HttpFailure, and the answer is closed."""
+    try:
+        yield
     except (TimeoutError, socket.timeout):
-        raise HttpFailure("timeout", f"timed out reading the body after {timeout:g} s") from None
+        raise HttpFailure("timeout", f"timed out reading the answer after {timeout:g} s") from None
     except (ConnectionError, OSError) as e:
-        raise HttpFailure("protocol", f"connection broke while reading the body: {e}") from None
+        raise HttpFailure("protocol", f"connection broke while reading the answer: {e}") from None
     finally:
         response.close()
-    return HttpResponse(response.status, response.headers, b"")
 
 
 def _failure(reason: Any) -> HttpFailure:

@@ -16,7 +16,6 @@ from ..tags import upstream_tags
 from ..upstreams import Upstream, make_upstream
 from .hints import hint_for
 from .model import Failure, ImageResult, Step, StepFailed
-from .probe import probe
 from .pull import pull_steps, run_step
 from .session import USER_AGENT, RepositoryMissing, Session
 
@@ -155,7 +154,7 @@ async def check_direct(
         if key not in upstreams:
             upstreams[key] = make_upstream(registry, timeout=timeout, http=recording_http)
         session = DirectSession(upstreams[key], resolved, timeout, config)
-        await run_step(result, "connect", lambda step: _connect(step, session))
+        await run_step(result, "connect", session.connect)
         await run_step(result, "credentials", lambda step: _credentials(step, session))
         await run_step(result, "v2", lambda step: _v2(step, session))
         await pull_steps(session, result, session.name, resolved.reference, deep)
@@ -182,14 +181,6 @@ async def _resolve(step: Step, config: Config, image: str, registry_name: str | 
         f"repository {resolved.repository}, {'digest' if resolved.ref.digest else 'tag'} {resolved.reference}"
     )
     return resolved
-
-
-async def _connect(step: Step, session: DirectSession) -> None:
-    try:
-        timing = await probe(session.origin, session.timeout)
-    except HttpFailure as e:
-        raise StepFailed(session.network_failure(e)) from None
-    step.detail = timing.describe()
 
 
 async def _credentials(step: Step, session: DirectSession) -> None:

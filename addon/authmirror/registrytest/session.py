@@ -14,6 +14,7 @@ from .. import __version__, httpclient
 from ..errors import parse_error_body
 from .hints import hint_for, tls_advice
 from .model import Failure, StepFailed
+from .probe import probe
 
 MAX_REDIRECTS = 3
 # Pull logs (the mirror's, the registry's) can tell these checks from real pulls.
@@ -90,6 +91,14 @@ class Session:
     async def redirect_headers(self, url: str, headers: dict[str, str]) -> dict[str, str]:
         """Headers for a redirected request: no credentials off the registry's origin (raise to refuse)."""
         return dict(headers)
+
+    async def connect(self, step) -> None:
+        """The connect step: DNS, TCP and TLS to the registry, each timed."""
+        try:
+            timing = await probe(self.origin, self.timeout)
+        except httpclient.HttpFailure as e:
+            raise StepFailed(self.network_failure(e)) from None
+        step.detail = timing.describe()
 
     # -- diagnoses ----------------------------------------------------------------------------
 

@@ -7,13 +7,11 @@ import base64
 import json
 from urllib.parse import urlencode, urlsplit
 
-from ..httpclient import HttpFailure
 from ..imagerefs import ImageReferenceError, split_mirror_reference
-from ..upstreams.base import basic_header
+from ..upstreams.base import basic_header, token_from_answer
 from ..upstreams.challenge import pick_challenge
 from .hints import hint_for
 from .model import Failure, ImageResult, Step, StepFailed
-from .probe import probe
 from .pull import pull_steps, run_step
 from .session import RepositoryMissing, Session
 
@@ -84,7 +82,7 @@ async def check_via_proxy(url: str, image: str, license: str, *, deep: bool = Fa
     result = ImageResult(image, "via-proxy")
     try:
         session = await run_step(result, "resolve", lambda step: _resolve(step, url, image, license, timeout, result))
-        await run_step(result, "connect", lambda step: _connect(step, session))
+        await run_step(result, "connect", session.connect)
         challenge = await run_step(result, "v2", lambda step: _v2(step, session))
         await run_step(result, "token", lambda step: _token(step, session, challenge))
         await pull_steps(session, result, session.name, result.reference, deep)
@@ -110,14 +108,6 @@ async def _resolve(step: Step, url: str, image: str, license: str, timeout: floa
     via = f"Host {session.host_header}" if session.host_header else "path routing"
     step.detail = f"mirror {session.origin} ({via}): repository {name}, {'digest' if ref.digest else 'tag'} {ref.reference}"
     return session
-
-
-async def _connect(step: Step, session: ProxySession) -> None:
-    try:
-        timing = await probe(session.origin, session.timeout)
-    except HttpFailure as e:
-        raise StepFailed(session.network_failure(e)) from None
-    step.detail = timing.describe()
 
 
 async def _v2(step: Step, session: ProxySession):
@@ -155,12 +145,8 @@ async def _token(step: Step, session: ProxySession, challenge) -> None:
         raise
     if response.status != 200:
         raise StepFailed(session.diagnose(response, "token"))
-    try:
-        data = response.json()
-        token = data.get("token") or data.get("access_token")
-    except (ValueError, AttributeError):
-        token = None
-    if not isinstance(token, str) or not token:
+    token, data = token_from_answer(response)
+    if token is None:
         raise StepFailed(session.failure("protocol", "the token endpoint answered without a token"))
     session.token = token
     granted = granted_names(token)
