@@ -8,6 +8,7 @@ configured upstreams are contacted). Bodies are read up to a limit: nothing here
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -15,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
@@ -59,6 +60,21 @@ def _opener(ssl_context: ssl.SSLContext | None) -> urllib.request.OpenerDirector
     )
 
 
+def _open(method: str, url: str, headers: Mapping[str, str] | None, body: bytes | None, timeout: float, ssl_context: ssl.SSLContext | None):
+    """Send the request; the answer (any status) to read from, or HttpFailure."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        return _opener(ssl_context).open(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        return e  # an HTTP answer all the same (4xx/5xx/3xx)
+    except urllib.error.URLError as e:
+        raise _failure(e.reason) from None
+    except (TimeoutError, socket.timeout) as e:
+        raise HttpFailure("timeout", f"timed out after {timeout:g} s") from e
+    except (ConnectionError, OSError) as e:
+        raise _failure(e) from None
+
+
 def request_sync(
     method: str,
     url: str,
@@ -69,26 +85,50 @@ def request_sync(
     max_bytes: int = DEFAULT_MAX_BYTES,
     ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResponse:
-    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
-    try:
-        response = _opener(ssl_context).open(req, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        response = e  # an HTTP answer all the same (4xx/5xx/3xx)
-    except urllib.error.URLError as e:
-        raise _failure(e.reason) from None
-    except (TimeoutError, socket.timeout) as e:
-        raise HttpFailure("timeout", f"timed out after {timeout:g} s") from e
-    except (ConnectionError, OSError) as e:
-        raise _failure(e) from None
-    try:
+    response = _open(method, url, headers, body, timeout, ssl_context)
+    with _reading(response, timeout):
         data = response.read(max_bytes + 1) if method != "HEAD" else b""
+    return HttpResponse(response.status, response.headers, data[:max_bytes], truncated=len(data) > max_bytes)
+
+
+def stream_sync(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    on_chunk: Callable[[bytes], None],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    chunk_size: int = 1 << 20,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpResponse:
+    """Like request_sync, but a 2xx body is handed to `on_chunk` piece by piece and never held
+    whole (blob digest checks); any other answer's body is read up to the usual limit."""
+    response = _open(method, url, headers, None, timeout, ssl_context)
+    if not 200 <= response.status < 300:
+        try:
+            data = response.read(DEFAULT_MAX_BYTES)
+        except OSError:
+            data = b""
+        finally:
+            response.close()
+        return HttpResponse(response.status, response.headers, data)
+    with _reading(response, timeout):
+        while chunk := response.read(chunk_size):
+            on_chunk(chunk)
+    return HttpResponse(response.status, response.headers, b"")
+
+
+@contextlib.contextmanager
+def _reading(response, timeout: float) -> Iterator[None]:
+    """Reading an answer's body: failures become HttpFailure, and the answer is closed."""
+    try:
+        yield
     except (TimeoutError, socket.timeout):
         raise HttpFailure("timeout", f"timed out reading the answer after {timeout:g} s") from None
     except (ConnectionError, OSError) as e:
         raise HttpFailure("protocol", f"connection broke while reading the answer: {e}") from None
     finally:
         response.close()
-    return HttpResponse(response.status, response.headers, data[:max_bytes], truncated=len(data) > max_bytes)
 
 
 def _failure(reason: Any) -> HttpFailure:
@@ -113,3 +153,13 @@ async def request(
     **kwargs: Any,
 ) -> HttpResponse:
     return await asyncio.to_thread(request_sync, method, url, headers, body, **kwargs)
+
+
+async def stream(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
+    on_chunk: Callable[[bytes], None],
+    **kwargs: Any,
+) -> HttpResponse:
+    return await asyncio.to_thread(stream_sync, method, url, headers, on_chunk, **kwargs)

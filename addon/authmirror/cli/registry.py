@@ -5,7 +5,9 @@ Each subcommand lives in its own module with `register(subparsers, parent)`; lis
 
 from __future__ import annotations
 
-SUBCOMMANDS: list = []
+from . import registry_test
+
+SUBCOMMANDS: list = [registry_test]
 
 
 def register(subparsers, parent) -> None:

@@ -179,12 +179,8 @@ class Upstream:
         response = await self.call("GET", url, headers=headers, what="get a token from")
         if response.status != 200:
             raise self.translate(response, "token")
-        try:
-            data = response.json()
-            token = data.get("token") or data.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
+        token, data = token_from_answer(response)
+        if token is None:
             raise self.error("UNAVAILABLE", "token service answered without a token")
         expires_in = data.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else None
@@ -232,6 +228,16 @@ class Upstream:
             secrets=self.secret_values(),
         )
         return error  # type: ignore[return-value]
+
+
+def token_from_answer(response: httpclient.HttpResponse) -> tuple[str | None, dict]:
+    """The token in a token service's JSON answer (`token`, or OAuth2's `access_token`), and the answer."""
+    try:
+        data = response.json()
+        token = data.get("token") or data.get("access_token")
+    except (ValueError, AttributeError):
+        return None, {}
+    return (token if isinstance(token, str) and token else None), data
 
 
 def basic_header(username: str, password: str) -> str:
