@@ -5,7 +5,9 @@ Each subcommand lives in its own module with `register(subparsers, parent)`; lis
 
 from __future__ import annotations
 
-SUBCOMMANDS: list = []
+from . import registry_add, registry_ls, registry_rm
+
+SUBCOMMANDS: list = [registry_add, registry_ls, registry_rm]
 
 
 def register(subparsers, parent) -> None:
