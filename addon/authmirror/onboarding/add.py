@@ -107,8 +107,11 @@ def add_registry(request: AddRequest, prompter: Prompter) -> AddResult:
 
     secrets_dir = configfile.secrets_dir_for(request.config_path, request.secrets_dir)
     written = store_typed_secrets(answers, entry, app, name, secrets_dir, request.config_path)
+    created = not request.config_path.exists()
     configfile.put_registry(document, app, entry, replace=request.replace)
     configfile.write_document(request.config_path, document)
+    if created:
+        prompter.say(f"Created {request.config_path}: customers' licenses go in licenses.yaml next to it.")
     result = AddResult(app, name, entry, check, saved=True, secret_files=written)
     report_saved(result, request, prompter)
     return result

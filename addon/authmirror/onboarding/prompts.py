@@ -43,7 +43,8 @@ class Prompter:
                 raise NoAnswer(f"no answer for {prompt!r}: stdin ended (pass it as a flag, see --help)")
             answer = line.rstrip("\r\n")
             if not self.stdin.isatty():
-                self.say()  # the piped answer is not echoed: end the prompt's line
+                # A piped answer shows nowhere else: show it after its prompt (never a secret).
+                self.say("" if secret else answer.strip())
         answer = answer.strip()
         return answer if answer else (default or "")
 
