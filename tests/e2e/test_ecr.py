@@ -20,13 +20,14 @@ import yaml
 from authmirror.cli.main import main
 from authmirror.config import parse_registry_entry
 from authmirror.upstreams import make_upstream
-from tests.support import aws, processes
+from tests.support import aws, processes, pulling
 from tests.support.faultserver import FaultServer
 from tests.support.http import basic, request
 
 from .conftest import LICENSES, license_entries
 
 pytestmark = pytest.mark.e2e
+VALID = LICENSES["valid"]
 
 APP = "proxy/acme/ecr/vendor/app"
 AWS_ENV = {"E2E_AWS_KEY_ID": "AKIAAUTHMIRRORTEST01", "E2E_AWS_SECRET": "ecr-test-secret-key-0123456789abcdef"}
@@ -81,7 +82,12 @@ def ecr(workdir, built):
 
 
 @pytest.fixture(scope="module")
-def ecr_mirror(workdir, ecr):
+def ecr_env(ecr) -> dict[str, str]:
+    return {**AWS_ENV, "E2E_DENIED_KEY_ID": ecr.denied_key[0], "E2E_DENIED_SECRET": ecr.denied_key[1]}
+
+
+@pytest.fixture(scope="module")
+def ecr_mirror(workdir, ecr, ecr_env):
     dead = f"http://127.0.0.1:{processes.free_port()}"
     registries = [
         ecr.entry("ecr"),
@@ -89,36 +95,23 @@ def ecr_mirror(workdir, ecr):
         ecr.entry("ecr-denied", endpoint_url=ecr.strict.url, access_key_id="env:E2E_DENIED_KEY_ID", secret_access_key="env:E2E_DENIED_SECRET"),
         ecr.entry("ecr-down", endpoint_url=dead),
     ]
-    port = processes.free_port()
-    config = processes.write_mirror_config(workdir / "ecr-mirror", port, {"acme": {"registries": registries}}, license_entries())
-    env = {**AWS_ENV, "E2E_DENIED_KEY_ID": ecr.denied_key[0], "E2E_DENIED_SECRET": ecr.denied_key[1]}
     # The mirror starts although one registry's AWS API is down (nothing is minted before a pull).
-    mirror = processes.start_mirror(workdir / "ecr-mirror", config, port, env=env)
-    mirror.env = env
+    mirror = pulling.start_mirror_for(workdir, "ecr-mirror", registries, license_entries(), ecr_env)
     yield mirror
     mirror.stop()
 
 
-def pull(mirror, image: str, dest) -> None:
-    processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSES['valid']}", f"docker://{mirror.host}/{image}", f"oci:{dest}:pulled")
-
-
-def blobs(layout) -> set[str]:
-    return {p.name for p in (layout / "blobs" / "sha256").iterdir()}
-
-
 def test_skopeo_pulls_through_the_mirror_with_an_ecr_token_minted_by_boto3(ecr, ecr_mirror, built, pull_dir):
     before = ecr.mints()
-    pull(ecr_mirror, f"{APP}:1.0", pull_dir / "first")
-    assert built.single.manifest_digest.split(":")[1] in blobs(pull_dir / "first")
-    assert {layer.digest.split(":")[1] for layer in built.single.layers} <= blobs(pull_dir / "first")
+    pulling.pull(ecr_mirror, f"{APP}:1.0", pull_dir / "first", VALID)
+    assert built.single.manifest_digest.split(":")[1] in pulling.blobs(pull_dir / "first")
+    assert {layer.digest.split(":")[1] for layer in built.single.layers} <= pulling.blobs(pull_dir / "first")
     assert ecr.mints() - before == 1, "one GetAuthorizationToken for the whole pull"
     # The registry stand-in only knows user AWS with moto's token: every request carried it.
     upstream_auth = {h.get("Authorization", "")[:6] for _m, p, h in ecr.front.requests if "/vendor/app/" in p}
     assert upstream_auth == {"Basic "}
     # Cached: a second pull within the token's lifetime mints nothing.
-    processes.clear_skopeo_cache()
-    pull(ecr_mirror, f"{APP}:1.0", pull_dir / "second")
+    pulling.pull(ecr_mirror, f"{APP}:1.0", pull_dir / "second", VALID)
     assert ecr.mints() - before == 1
     text = (ecr_mirror.workdir / "pulls.jsonl").read_text() + ecr_mirror.log()
     for secret in (ecr.password, AWS_ENV["E2E_AWS_SECRET"]):
@@ -206,8 +199,8 @@ def test_refusal_forgets_the_minted_token_and_retries_only_when_it_was_not_fresh
     asyncio.run(scenario())
 
 
-def test_config_check_reports_each_ecr_registry_with_a_hint(ecr_mirror, monkeypatch, capsys):
-    for name, value in ecr_mirror.env.items():
+def test_config_check_reports_each_ecr_registry_with_a_hint(ecr_mirror, ecr_env, monkeypatch, capsys):
+    for name, value in ecr_env.items():
         monkeypatch.setenv(name, value)
     code = main(["config", "check", "-c", str(ecr_mirror.config_path)])
     out = capsys.readouterr().out
@@ -219,7 +212,7 @@ def test_config_check_reports_each_ecr_registry_with_a_hint(ecr_mirror, monkeypa
     assert lines[denied + 1].strip().startswith("hint:") and "IAM policy" in lines[denied + 1]
     down = next(i for i, line in enumerate(lines) if "acme/ecr-down" in line)
     assert "FAIL" in lines[down] and "ECR API" in lines[down + 1]
-    for value in ecr_mirror.env.values():
+    for value in ecr_env.values():
         assert value not in out
 
 
@@ -248,18 +241,16 @@ def test_registry_add_ecr_by_flags_checks_live_and_saves_references(ecr, tmp_pat
 def test_upstream_401_invalidates_the_ecr_token_and_the_retry_mints_a_new_one(ecr, ecr_mirror, built, pull_dir):
     # The cached token must be past "fresh" (10 s: a refusal then means bad credentials, no retry)
     # and well within its 54 s cache life (else the pull would mint anew before the 401).
-    pull(ecr_mirror, f"{APP}:1.0", pull_dir / "warm")
+    pulling.pull(ecr_mirror, f"{APP}:1.0", pull_dir / "warm", VALID)
     if ecr.seconds_since_last_mint() > 40:
         time.sleep(56 - ecr.seconds_since_last_mint())
-        processes.clear_skopeo_cache()
-        pull(ecr_mirror, f"{APP}:1.0", pull_dir / "rewarm")
+        pulling.pull(ecr_mirror, f"{APP}:1.0", pull_dir / "rewarm", VALID)
     time.sleep(max(0.0, 11.0 - ecr.seconds_since_last_mint()))
     before_mints = ecr.mints()
     ecr.front.add(r"/manifests/1\.0$", status=401, headers={"WWW-Authenticate": 'Basic realm="ecr"'}, body=b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}', times=1)
-    processes.clear_skopeo_cache()
     before_requests = len(ecr.front.requests)
-    pull(ecr_mirror, f"{APP}:1.0", pull_dir / "after-401")
-    assert built.single.manifest_digest.split(":")[1] in blobs(pull_dir / "after-401")
+    pulling.pull(ecr_mirror, f"{APP}:1.0", pull_dir / "after-401", VALID)
+    assert built.single.manifest_digest.split(":")[1] in pulling.blobs(pull_dir / "after-401")
     manifest_requests = [p for _m, p, _h in ecr.front.requests[before_requests:] if p.endswith("/manifests/1.0")]
     assert len(manifest_requests) >= 2, "refused once, then retried"
     assert ecr.mints() - before_mints == 1, "the refused token was forgotten and exactly one new one minted"

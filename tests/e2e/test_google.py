@@ -21,7 +21,7 @@ from authmirror.cli.main import main
 from authmirror.config import parse_registry_entry
 from authmirror.errors import ConfigError
 from authmirror.upstreams import make_upstream
-from tests.support import processes
+from tests.support import processes, pulling
 from tests.support.googletoken import GoogleTokenEndpoint
 from tests.support.http import basic, request
 from tests.support.tokenserver import TokenServer
@@ -29,6 +29,7 @@ from tests.support.tokenserver import TokenServer
 from .conftest import LICENSES, license_entries
 
 pytestmark = pytest.mark.e2e
+VALID = LICENSES["valid"]
 
 
 class Google:
@@ -63,34 +64,26 @@ def google(workdir, built):
     stand_in.stop()
 
 
-GOOGLE_ENV_NAMES = ("E2E_GAR_KEY", "E2E_DELETED_KEY")
+@pytest.fixture(scope="module")
+def google_env(google) -> dict[str, str]:
+    return {"E2E_GAR_KEY": google.key_text, "E2E_DELETED_KEY": json.dumps(google.deleted_key)}
 
 
 @pytest.fixture(scope="module")
-def google_mirror(workdir, google):
+def google_mirror(workdir, google, google_env):
     registries = [
         {"name": "gcr", "type": "gcr", "url": f"{google.registry.url}/acme-project", "service_account_json": f"file:{google.key_file}"},
         {"name": "gar", "type": "gar", "url": f"{google.registry.url}/acme-project/images", "service_account_json": "env:E2E_GAR_KEY", "json_key": True},
         {"name": "gcr-deleted-key", "type": "gcr", "url": f"{google.registry.url}/acme-project", "service_account_json": "env:E2E_DELETED_KEY"},
     ]
-    port = processes.free_port()
-    config = processes.write_mirror_config(workdir / "google-mirror", port, {"acme": {"registries": registries}}, license_entries())
-    env = dict(zip(GOOGLE_ENV_NAMES, (google.key_text, json.dumps(google.deleted_key))))
-    mirror = processes.start_mirror(workdir / "google-mirror", config, port, env=env)
-    mirror.env = env
+    mirror = pulling.start_mirror_for(workdir, "google-mirror", registries, license_entries(), google_env)
     yield mirror
     mirror.stop()
 
 
-def pull(mirror, image: str, dest) -> set[str]:
-    processes.clear_skopeo_cache()
-    processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSES['valid']}", f"docker://{mirror.host}/{image}", f"oci:{dest}:pulled")
-    return {p.name for p in (dest / "blobs" / "sha256").iterdir()}
-
-
 def test_gcr_pull_with_an_access_token_minted_from_the_service_account(google, google_mirror, built, pull_dir):
     grants, token_requests = len(google.endpoint.requests), len(google.tokens.requests)
-    got = pull(google_mirror, "proxy/acme/gcr/app:1.0", pull_dir / "gcr")
+    got = pulling.pull(google_mirror, "proxy/acme/gcr/app:1.0", pull_dir / "gcr", VALID)
     assert built.single.manifest_digest.split(":")[1] in got
     new_grants = google.endpoint.requests[grants:]
     assert [(g["iss"], g["ok"]) for g in new_grants] == [(google.key["client_email"], True)], "one signed assertion, verified"
@@ -102,7 +95,7 @@ def test_gcr_pull_with_an_access_token_minted_from_the_service_account(google, g
 
 def test_gar_pull_with_json_key_sends_the_key_itself(google, google_mirror, built, pull_dir):
     grants, token_requests = len(google.endpoint.requests), len(google.tokens.requests)
-    got = pull(google_mirror, "proxy/acme/gar/app:1.0", pull_dir / "gar")
+    got = pulling.pull(google_mirror, "proxy/acme/gar/app:1.0", pull_dir / "gar", VALID)
     assert built.single.manifest_digest.split(":")[1] in got
     assert len(google.endpoint.requests) == grants, "json_key mints nothing"
     new = google.tokens.requests[token_requests:]
@@ -119,8 +112,8 @@ def test_deleted_key_is_a_clear_502(google_mirror):
     assert "PRIVATE KEY" not in answer.body.decode()
 
 
-def test_config_check_hints_at_a_new_key(google_mirror, monkeypatch, capsys):
-    for name, value in google_mirror.env.items():
+def test_config_check_hints_at_a_new_key(google_mirror, google_env, monkeypatch, capsys):
+    for name, value in google_env.items():
         monkeypatch.setenv(name, value)
     assert main(["config", "check", "-c", str(google_mirror.config_path), "--json"]) == 1
     results = {r["registry"]: r for r in json.loads(capsys.readouterr().out)["registries"]}

@@ -20,7 +20,7 @@ import pytest
 
 from authmirror.config import parse_registry_entry
 from authmirror.upstreams import make_upstream
-from tests.support import processes
+from tests.support import processes, pulling
 from tests.support.faultserver import FaultServer
 from tests.support.http import basic, request
 from tests.support.tokenserver import TokenServer
@@ -28,6 +28,7 @@ from tests.support.tokenserver import TokenServer
 from .conftest import LICENSES, license_entries
 
 pytestmark = pytest.mark.e2e
+VALID = LICENSES["valid"]
 
 
 @dataclass(frozen=True)
@@ -89,19 +90,10 @@ def entry(stand_in: StandIn, url_base: str | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def token_mirror(workdir, stand_ins):
-    port = processes.free_port()
-    apps = {"acme": {"registries": [entry(s) for s in stand_ins.values()]}}
-    config = processes.write_mirror_config(workdir / "token-mirror", port, apps, license_entries())
     env = {f"E2E_{s.type.upper()}_TOKEN": s.password for s in SERVICES}
-    mirror = processes.start_mirror(workdir / "token-mirror", config, port, env=env)
+    mirror = pulling.start_mirror_for(workdir, "token-mirror", [entry(s) for s in stand_ins.values()], license_entries(), env)
     yield mirror
     mirror.stop()
-
-
-def pull(mirror, image: str, dest) -> set[str]:
-    processes.clear_skopeo_cache()
-    processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSES['valid']}", f"docker://{mirror.host}/{image}", f"oci:{dest}:pulled")
-    return {p.name for p in (dest / "blobs" / "sha256").iterdir()}
 
 
 @pytest.mark.parametrize("registry_type", [s.type for s in SERVICES])
@@ -110,7 +102,7 @@ def test_pull_uses_the_services_token_exchange_once_per_scope(registry_type, sta
     spec = stand_in.spec
     since = len(stand_in.tokens.requests)
     image = f"proxy/acme/{spec.type}/{spec.client_repository}:1.0"
-    got = pull(token_mirror, image, pull_dir / "first")
+    got = pulling.pull(token_mirror, image, pull_dir / "first", VALID)
     assert built.single.manifest_digest.split(":")[1] in got
     assert {layer.digest.split(":")[1] for layer in built.single.layers} <= got
     exchange = stand_in.new_token_requests(since)
@@ -119,7 +111,7 @@ def test_pull_uses_the_services_token_exchange_once_per_scope(registry_type, sta
     assert [(r["account"], r["scopes"], r["service"], r["path"]) for r in exchange] == [
         (spec.username, [f"repository:{spec.upstream_repository}:pull"], spec.service, spec.realm_path)
     ], "one token request for the manifest and every blob"
-    pull(token_mirror, image, pull_dir / "second")
+    pulling.pull(token_mirror, image, pull_dir / "second", VALID)
     assert len(stand_in.tokens.requests) == since + 1, "the token is reused until it expires"
 
 

@@ -8,8 +8,6 @@ JSON is real and its `token_uri` points at this server.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +16,9 @@ from urllib.parse import parse_qs
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import localhttp
+from .localhttp import reply_json, serve
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth always signs for this audience
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -82,22 +83,12 @@ class GoogleTokenEndpoint:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
-                status, data = endpoint.grant(form)
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply_json(self, *endpoint.grant(form))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        localhttp.stop(self._server)
 
     _server: ThreadingHTTPServer | None = None

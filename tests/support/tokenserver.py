@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from . import localhttp
+from .localhttp import reply_json, serve
 
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
@@ -108,20 +109,10 @@ class TokenServer:
                 self._json(200, {**{name: token for name in server_ref.answer_fields}, "expires_in": server_ref.expires_in})
 
             def _json(self, status, data, headers=None):
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+                reply_json(self, status, data, headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        localhttp.stop(self._server)

@@ -44,7 +44,6 @@ class Guide:
     explanation: str
     questions: tuple[Question, ...] = ()
     default_name: str = ""
-    url_example: str = ""
     extra_flags_only: tuple[Question, ...] = field(default=())  # advanced keys: flags, never asked
 
 
@@ -72,10 +71,28 @@ def _ecr_region(answers: Answers) -> str | None:
     return parsed[1] if parsed else None
 
 
-def _username_password(user_prompt: str, user_help: str, password_prompt: str, password_help: str) -> tuple[Question, ...]:
-    return (
-        Question("username", user_prompt, help=user_help),
-        Question("password", password_prompt, kind="secret", help=password_help),
+def _credentials_guide(registry_type: str, title: str, explanation: str, url: Question, username: str, password: str, username_help: str = "", default_name: str = "") -> Guide:
+    """A type that pulls with a username and a password or token (most registries)."""
+    questions = (url, Question("username", username, help=username_help), Question("password", password, kind="secret"))
+    return Guide(registry_type, title, explanation, questions, default_name=default_name or registry_type)
+
+
+def _google_guide(registry_type: str, title: str, role: str, url: Question) -> Guide:
+    """GCR and GAR differ only in their url and the role's scope."""
+    return Guide(
+        registry_type,
+        title,
+        "The mirror signs in as a Google service account with its JSON key and mints short-lived access\n"
+        "tokens (sent as user oauth2accesstoken); with json_key it sends the key itself as user _json_key\n"
+        "(simpler, but the key travels on every token request). The service account needs\n"
+        f"{role}\n"
+        "Create the key: IAM > Service accounts > Keys > Add key > JSON.",
+        (
+            url,
+            Question("service_account_json", "Path to the service account JSON key file", kind="keyfile"),
+            Question("json_key", "Send the key itself as _json_key instead of minting access tokens?", kind="bool", default="no", required=False),
+        ),
+        default_name=registry_type,
     )
 
 
@@ -103,80 +120,56 @@ GUIDES: dict[str, Guide] = {
             Question("external_id", "External ID for the role (empty: none)", required=False, when=lambda a: bool(a.get("role_arn"))),
         ),
         default_name="ecr",
-        url_example="https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
         extra_flags_only=(
             Question("registry_id", "Registry (account) ID", required=False),
             Question("endpoint_url", "ECR API endpoint URL", required=False),
             Question("sts_endpoint_url", "STS endpoint URL", required=False),
         ),
     ),
-    "gcr": Guide(
+    "gcr": _google_guide(
         "gcr",
         "Google Container Registry (gcr.io)",
-        "The mirror signs in as a Google service account with its JSON key and mints short-lived access\n"
-        "tokens (sent as user oauth2accesstoken); with json_key it sends the key itself as user _json_key\n"
-        "(simpler, but the key travels on every token request). The service account needs\n"
         "roles/artifactregistry.reader on the gcr.io repository (legacy GCR: roles/storage.objectViewer on\n"
-        "bucket artifacts.<project>.appspot.com). Create the key: IAM > Service accounts > Keys > Add key > JSON.",
-        (
-            Question("url", "Registry URL", default="https://gcr.io", help="https://gcr.io/<project> (or us./eu./asia.gcr.io)"),
-            Question("service_account_json", "Path to the service account JSON key file", kind="keyfile"),
-            Question("json_key", "Send the key itself as _json_key instead of minting access tokens?", kind="bool", default="no", required=False),
-        ),
-        default_name="gcr",
-        url_example="https://gcr.io/my-project",
+        "bucket artifacts.<project>.appspot.com).",
+        Question("url", "Registry URL", default="https://gcr.io", help="https://gcr.io/<project> (or us./eu./asia.gcr.io)"),
     ),
-    "gar": Guide(
+    "gar": _google_guide(
         "gar",
         "Google Artifact Registry",
-        "The mirror signs in as a Google service account with its JSON key and mints short-lived access\n"
-        "tokens (sent as user oauth2accesstoken); with json_key it sends the key itself as user _json_key\n"
-        "(simpler, but the key travels on every token request). The service account needs\n"
         "roles/artifactregistry.reader on the repository:\n"
         "  gcloud artifacts repositories add-iam-policy-binding REPO --location=REGION \\\n"
-        "    --member=serviceAccount:EMAIL --role=roles/artifactregistry.reader\n"
-        "Create the key: IAM > Service accounts > Keys > Add key > JSON.",
-        (
-            Question("url", "Repository URL", help="https://<region>-docker.pkg.dev/<project>/<repository>"),
-            Question("service_account_json", "Path to the service account JSON key file", kind="keyfile"),
-            Question("json_key", "Send the key itself as _json_key instead of minting access tokens?", kind="bool", default="no", required=False),
-        ),
-        default_name="gar",
-        url_example="https://europe-docker.pkg.dev/my-project/images",
+        "    --member=serviceAccount:EMAIL --role=roles/artifactregistry.reader",
+        Question("url", "Repository URL", help="https://<region>-docker.pkg.dev/<project>/<repository>"),
     ),
-    "ghcr": Guide(
+    "ghcr": _credentials_guide(
         "ghcr",
         "GitHub Container Registry (ghcr.io)",
         "The mirror pulls with a GitHub account and a classic personal access token that has the\n"
         "read:packages scope (fine-grained tokens do not cover packages). Use a bot account that can\n"
         "read the packages. Create the token: GitHub > Settings > Developer settings > Personal access\n"
         "tokens > Tokens (classic), scope read:packages only.",
-        (Question("url", "Registry URL", default="https://ghcr.io", help="https://ghcr.io/<owner> makes <owner>/ a prefix"),)
-        + _username_password("GitHub username", "the account that owns the token", "Personal access token (read:packages)", ""),
-        default_name="ghcr",
-        url_example="https://ghcr.io/acme",
+        Question("url", "Registry URL", default="https://ghcr.io", help="https://ghcr.io/<owner> makes <owner>/ a prefix"),
+        "GitHub username", "Personal access token (read:packages)", "the account that owns the token",
     ),
-    "dockerhub": Guide(
+    "dockerhub": _credentials_guide(
         "dockerhub",
         "Docker Hub",
         "The mirror pulls with your Docker ID and a personal access token (Account settings > Personal\n"
         "access tokens > Generate, access: Read-only). Docker Hub rate-limits pulls per account; the\n"
         "mirror records ratelimit-limit/remaining in every pull event and passes 429 + Retry-After on.\n"
         "Official images (nginx) are library/nginx upstream: the mirror adds library/ for you.",
-        (Question("url", "Registry URL", default="https://registry-1.docker.io"),)
-        + _username_password("Docker ID", "not the email address", "Personal access token (Read-only)", ""),
-        default_name="dockerhub",
+        Question("url", "Registry URL", default="https://registry-1.docker.io"),
+        "Docker ID", "Personal access token (Read-only)", "not the email address",
     ),
-    "quay": Guide(
+    "quay": _credentials_guide(
         "quay",
         "Quay.io",
         "The mirror pulls with a robot account: Organization > Robot accounts > Create, then give it Read\n"
         "permission on the repositories. Its name is <organization>+<robot>; its token is the password.",
-        (Question("url", "Registry URL", default="https://quay.io"),)
-        + _username_password("Robot account (<organization>+<robot>)", "", "Robot token", ""),
-        default_name="quay",
+        Question("url", "Registry URL", default="https://quay.io"),
+        "Robot account (<organization>+<robot>)", "Robot token",
     ),
-    "acr": Guide(
+    "acr": _credentials_guide(
         "acr",
         "Azure Container Registry",
         "The mirror pulls with either a service principal (username: application/client ID, password:\n"
@@ -184,21 +177,17 @@ GUIDES: dict[str, Guide] = {
         "  az role assignment create --assignee APP_ID --role AcrPull --scope REGISTRY_RESOURCE_ID\n"
         "or a repository-scoped token (username: token name, password: one of its passwords) whose scope\n"
         "map allows content/read (and metadata/read for tag lists).",
-        (Question("url", "Login server URL", help="https://<name>.azurecr.io"),)
-        + _username_password("Application (client) ID or token name", "", "Client secret or token password", ""),
-        default_name="acr",
-        url_example="https://acme.azurecr.io",
+        Question("url", "Login server URL", help="https://<name>.azurecr.io"),
+        "Application (client) ID or token name", "Client secret or token password",
     ),
-    "basic": Guide(
+    "basic": _credentials_guide(
         "basic",
         "Distribution-compatible registry (Harbor, GitLab, Nexus, Artifactory, docker-registry, ...)",
         "The mirror pulls with a username and password (or token) of an account that may pull the\n"
         "images; it works whether the registry takes Basic auth or answers with a Bearer token challenge.\n"
         "Prefer a read-only robot/service account.",
-        (Question("url", "Registry URL"),)
-        + _username_password("Username", "", "Password or token", ""),
-        default_name="vendor",
-        url_example="https://registry.example.com",
+        Question("url", "Registry URL"),
+        "Username", "Password or token", default_name="vendor",
     ),
     "anonymous": Guide(
         "anonymous",
