@@ -147,3 +147,35 @@ def test_rm_removes_the_entry_and_the_secret_file_add_wrote(config, upstream, ca
     assert not secret.exists()
     assert run(["registry", "rm", "temp", "-c", str(config)], capsys)[0] == 1
     assert os.path.exists(config)
+
+
+def test_replace_needs_to_be_asked_for(config, upstream, capsys, monkeypatch):
+    monkeypatch.setenv("VENDOR_PASS", VENDOR_PASSWORD)
+    args = ["registry", "add", "basic", "-c", str(config), "--no-input", "--app", "acme", "--name", "legacy",
+            "--url", upstream.url, "--username", "vendor", "--password", "env:VENDOR_PASS"]
+    code, _, err = run(args, capsys)
+    assert code == 2 and "already exists" in err
+    assert registries(config)["legacy"]["url"] == "http://127.0.0.1:9"
+    assert run([*args, "--replace"], capsys)[0] == 0
+    assert registries(config)["legacy"] == {"name": "legacy", "type": "basic", "url": upstream.url, "username": "vendor", "password": "env:VENDOR_PASS"}
+
+
+def test_config_check_reports_every_registry_even_when_one_lacks_its_secret(config, upstream, capsys, monkeypatch):
+    monkeypatch.setenv("VENDOR_PASS", VENDOR_PASSWORD)
+    data = yaml.safe_load(config.read_text())
+    data["apps"]["acme"]["registries"] = [
+        {"name": "good", "type": "basic", "url": upstream.url, "username": "vendor", "password": "env:VENDOR_PASS"},
+        {"name": "unset", "type": "basic", "url": upstream.url, "username": "vendor", "password": "env:NOT_EXPORTED_ANYWHERE"},
+        {"name": "wrong", "type": "basic", "url": upstream.url, "username": "vendor", "password": "wrong-password-literal"},
+    ]
+    config.write_text(yaml.safe_dump(data))
+    code, out, _ = run(["config", "check", "-c", str(config)], capsys)
+    assert code == 2, "a registry's config error makes it a config error"
+    lines = out.splitlines()
+    good = next(line for line in lines if "acme/good" in line)
+    assert good.strip().startswith("OK") and "credentials accepted (Basic auth)" in good
+    unset = lines.index(next(line for line in lines if "acme/unset" in line))
+    assert "NOT_EXPORTED_ANYWHERE is not set" in lines[unset] and "export that variable" in lines[unset + 1]
+    wrong = lines.index(next(line for line in lines if "acme/wrong" in line))
+    assert "FAIL" in lines[wrong] and "refused" in lines[wrong] and "docker login" in lines[wrong + 1]
+    assert VENDOR_PASSWORD not in out and "wrong-password-literal" not in out

@@ -187,3 +187,17 @@ def test_vendor_credentials_go_only_to_the_services_own_token_hosts(registry_typ
     else:
         with pytest.raises(Exception, match="not allowed to receive the vendor's credentials"):
             upstream.check_realm(realm)
+
+
+def test_upstream_denial_tells_the_vendor_which_permission_to_grant(stand_ins, token_mirror):
+    """The customer gets a generic 502 DENIED; the mirror's log says what the vendor must fix for this type."""
+    acr = stand_ins["acr"]
+    acr.front.add(r"/manifests/", status=403, body=b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}', times=1)
+    answer = request("GET", f"{token_mirror.url}/v2/proxy/acme/acr/team/app/manifests/1.0", basic(LICENSES["valid"]))
+    assert answer.status == 502 and answer.errors()[0]["code"] == "DENIED"
+    request_id = answer.headers["X-Request-Id"]
+    deadline = time.time() + 5
+    while request_id not in token_mirror.log() and time.time() < deadline:
+        time.sleep(0.1)
+    line = next(line for line in token_mirror.log().splitlines() if request_id in line and "hint:" in line)
+    assert "AcrPull" in line and "acr" in line

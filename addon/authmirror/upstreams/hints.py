@@ -6,7 +6,11 @@ Used by `authmirror config check` and `authmirror registry add` (and reusable by
 
 from __future__ import annotations
 
+import logging
+
 from ..errors import ConfigError, RegistryError
+
+log = logging.getLogger("authmirror.upstream")
 
 # Kinds of failure, in the order a user would debug them.
 KINDS = ("config", "unreachable", "timeout", "realm", "credentials", "permission", "not_found", "rate_limit", "upstream_error")
@@ -98,6 +102,14 @@ def hint(registry_type: str, kind: str) -> str:
 
 def hint_for(registry_type: str, error: Exception) -> str:
     return hint(registry_type, failure_kind(error))
+
+
+def log_refusal(registry_type: str, registry_name: str, status: int, request_id: str) -> None:
+    """The upstream refused the vendor's credentials on a pull: tell the vendor (in the mirror's log)
+    what to fix; the customer's answer stays generic."""
+    kind = "credentials" if status == 401 else "permission"
+    what = "refused the vendor's credentials" if status == 401 else "denied the vendor's credentials access"
+    log.warning("%s: upstream registry '%s' %s (HTTP %d); hint: %s", request_id, registry_name, what, status, hint(registry_type, kind))
 
 
 def config_hint(error: ConfigError) -> str:
