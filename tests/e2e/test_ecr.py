@@ -235,6 +235,7 @@ def test_registry_add_ecr_by_flags_checks_live_and_saves_references(ecr, tmp_pat
         "registry_id": aws.ACCOUNT, "endpoint_url": ecr.moto_url,
     }
     assert AWS_ENV["E2E_AWS_SECRET"] not in out
+    assert f"arn:aws:ecr:{aws.REGION}:{aws.ACCOUNT}:repository/*" in out, "the policy for this registry, ready to copy"
 
 
 # Last in the module: it needs the cached token to be older than "fresh" (10 s), so earlier tests pass the time.

@@ -110,10 +110,12 @@ def add_registry(request: AddRequest, prompter: Prompter) -> AddResult:
     created = not request.config_path.exists()
     configfile.put_registry(document, app, entry, replace=request.replace)
     configfile.write_document(request.config_path, document)
-    if created:
-        prompter.say(f"Created {request.config_path}: customers' licenses go in licenses.yaml next to it.")
     result = AddResult(app, name, entry, check, saved=True, secret_files=written)
     report_saved(result, request, prompter)
+    if created:
+        prompter.say(f"Created {request.config_path}: customers' licenses go in licenses.yaml next to it.")
+    if guide.after_save is not None:
+        prompter.say(guide.after_save(registry))
     return result
 
 

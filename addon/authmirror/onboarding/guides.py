@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..config import RegistryConfig
 from ..upstreams.aws import PULL_ACTIONS
-from ..upstreams.ecr import parse_ecr_host
+from ..upstreams.ecr import EcrUpstream, parse_ecr_host
 
 Answers = dict[str, object]
 
@@ -45,6 +46,7 @@ class Guide:
     questions: tuple[Question, ...] = ()
     default_name: str = ""
     extra_flags_only: tuple[Question, ...] = field(default=())  # advanced keys: flags, never asked
+    after_save: Callable[[RegistryConfig], str] | None = None  # what to do next, for this registry
 
 
 def ecr_policy(region: str = "REGION", account: str = "ACCOUNT_ID") -> str:
@@ -62,6 +64,12 @@ def ecr_policy(region: str = "REGION", account: str = "ACCOUNT_ID") -> str:
         ],
     }
     return json.dumps(policy, indent=2)
+
+
+def _ecr_policy_for(registry: RegistryConfig) -> str:
+    upstream = EcrUpstream(registry)
+    policy = ecr_policy(upstream.aws_settings().region, upstream.registry_id or "ACCOUNT_ID")
+    return f"Attach this IAM policy to the mirror's AWS identity (if not done yet):\n{policy}"
 
 
 def _ecr_region(answers: Answers) -> str | None:
@@ -120,6 +128,7 @@ GUIDES: dict[str, Guide] = {
             Question("external_id", "External ID for the role (empty: none)", required=False, when=lambda a: bool(a.get("role_arn"))),
         ),
         default_name="ecr",
+        after_save=_ecr_policy_for,
         extra_flags_only=(
             Question("registry_id", "Registry (account) ID", required=False),
             Question("endpoint_url", "ECR API endpoint URL", required=False),
