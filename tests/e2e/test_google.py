@@ -177,3 +177,27 @@ def test_registry_add_gcr_interactively_with_the_key_file(google, tmp_path, monk
     assert google.key["private_key"].splitlines()[1] not in out.out + out.err
     [entry] = yaml.safe_load(config.read_text())["apps"]["acme"]["registries"]
     assert entry == {"name": "gcr", "type": "gcr", "url": f"{google.registry.url}/acme-project", "service_account_json": f"file:{google.key_file}"}
+
+
+def test_token_service_refusing_a_stale_access_token_mints_a_new_one(google, tmp_path):
+    """Google revoked the access token early (the registry's token service says 401): the mirror
+    mints a new one and fetches the registry token again, once."""
+    clock = Clock()
+    entry = {"name": "gcr", "type": "gcr", "url": f"{google.registry.url}/acme-project", "service_account_json": f"file:{google.key_file}"}
+    upstream = make_upstream(parse_registry_entry("acme", 0, entry, tmp_path), clock=clock)
+    old_token = google.endpoint.access_token
+
+    async def scenario():
+        await upstream.credentials()
+        google.endpoint.access_token = google.tokens.users["oauth2accesstoken"] = "ya29.local-access-token-0002"
+        clock.now += 20  # the cached access token is no longer fresh
+        grants = len(google.endpoint.requests)
+        auth = await upstream.authorization("app")
+        assert auth.header.startswith("Bearer ")
+        assert len(google.endpoint.requests) - grants == 1
+        assert google.tokens.requests[-1]["account"] == "oauth2accesstoken"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        google.endpoint.access_token = google.tokens.users["oauth2accesstoken"] = old_token

@@ -42,7 +42,6 @@ def parse_ecr_host(host: str) -> tuple[str, str] | None:
 class EcrUpstream(MintedUpstream):
     TYPE = "ecr"
     LABEL = "AWS ECR"
-    PROVIDER = "AWS"
     SETTINGS: ClassVar[dict[str, tuple[str, bool]]] = {
         "region": ("str", False),
         "access_key_id": ("secret", False),

@@ -93,7 +93,6 @@ def parse_service_account(text: str, key: str) -> dict:
 
 class GoogleUpstream(MintedUpstream):
     LABEL = "Google registry"
-    PROVIDER = "Google"
     SETTINGS: ClassVar[dict[str, tuple[str, bool]]] = {
         "service_account_json": ("secret", True),
         "json_key": ("bool", False),

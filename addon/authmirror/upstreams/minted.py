@@ -10,7 +10,6 @@ request, and a failure then becomes a 502/503/504 that names the provider.
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 from ..errors import UpstreamError
 from .base import Upstream, UpstreamAuth, basic_header
@@ -23,7 +22,6 @@ MINTED_KEY = "minted-credentials"
 class MintedUpstream(Upstream):
     """Base for types that mint credentials. Subclasses implement `mint`."""
 
-    PROVIDER: ClassVar[str] = "cloud provider"  # named in errors: "AWS ECR", "Google"
 
     def __init__(self, registry, **kwargs):
         super().__init__(registry, **kwargs)
