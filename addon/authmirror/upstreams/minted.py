@@ -10,7 +10,6 @@ request, and a failure then becomes a 502/503/504 that names the provider.
 
 from __future__ import annotations
 
-
 from ..errors import UpstreamError
 from .base import Upstream, UpstreamAuth, basic_header
 from .challenge import Challenge
