@@ -155,6 +155,8 @@ def test_replace_needs_to_be_asked_for(config, upstream, capsys, monkeypatch):
             "--url", upstream.url, "--username", "vendor", "--password", "env:VENDOR_PASS"]
     code, _, err = run(args, capsys)
     assert code == 2 and "already exists" in err
+    code, _, err = run(["registry", "add", "ghcr", "-c", str(config), "--app", "acme", "--name", "legacy"], capsys, "", monkeypatch)
+    assert code == 2 and "already exists" in err, "refused before asking anything"
     assert registries(config)["legacy"]["url"] == "http://127.0.0.1:9"
     assert run([*args, "--replace"], capsys)[0] == 0
     assert registries(config)["legacy"] == {"name": "legacy", "type": "basic", "url": upstream.url, "username": "vendor", "password": "env:VENDOR_PASS"}

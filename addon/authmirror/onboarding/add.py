@@ -80,6 +80,9 @@ def add_registry(request: AddRequest, prompter: Prompter) -> AddResult:
     app = request.app or ask_app(document, request, prompter)
     name = request.name or ask_value(prompter, request, Question("name", "Registry name (appears in image paths)", default=free_name(document, app, guide.default_name)), {})
     validate_names(app, name)
+    if not request.replace and configfile.find_registry(document, name, app):
+        # Before anything is asked or written: a typed secret would overwrite the existing one's file.
+        raise ConfigError("--name", f"registry {name!r} already exists in app {app!r} (use --replace, or `authmirror registry rm {name}`)")
     answers: dict[str, Any] = {}
     advanced = [q for q in guide.extra_flags_only if q.key in request.values]
     for question in [*guide.questions, *advanced]:
