@@ -121,7 +121,7 @@ def test_wrong_flags_are_config_errors(config, capsys):
     assert code == 2 and "--region: does not apply to type ghcr" in err
     code, _, err = run(["registry", "add", "quay", "-c", str(config), "--no-input", "--app", "acme"], capsys)
     assert code == 2 and "--username: required for type quay" in err
-    code, _, err = run(["registry", "add", "basic", "-c", str(config), "--no-input", "--app", "acme", "--name", "legacy", "--url", "http://127.0.0.1:9", "--username", "u", "--password", "env:NOPE_NOT_SET"], capsys)
+    code, _, err = run(["registry", "add", "basic", "-c", str(config), "--no-input", "--app", "acme", "--name", "newone", "--url", "http://127.0.0.1:9", "--username", "u", "--password", "env:NOPE_NOT_SET"], capsys)
     assert code == 2 and "NOPE_NOT_SET is not set" in err and "hint:" in err
 
 
