@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import time
 
 import boto3
@@ -35,19 +36,24 @@ IAM_ACTIONS = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloa
 
 
 class Ecr:
-    def __init__(self, workdir, built):
+    def __init__(self, workdir, built, cleanup: contextlib.ExitStack):
         self.moto, self.moto_url = aws.start_threaded()
+        cleanup.callback(self.moto.stop)
         self.api = FaultServer(self.moto_url).start()  # counts the AWS calls the mirror makes
+        cleanup.callback(self.api.stop)
         self.password = aws.ecr_password(self.moto_url)
         self.registry = processes.start_registry(workdir / "ecr-registry", users={"AWS": self.password})
+        cleanup.callback(self.registry.stop)
         processes.push(built.single.layout, "1.0", self.registry, "vendor/app")
         self.front = FaultServer(self.registry.url).start()
+        cleanup.callback(self.front.stop)
         # The role the ecr-role registry assumes (moto's STS hands out credentials for it).
         boto3.client("iam", endpoint_url=self.moto_url, region_name=aws.REGION, aws_access_key_id="a", aws_secret_access_key="a").create_role(
             RoleName="mirror-puller", AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}'
         )
         # A second moto that enforces IAM: a user without ecr:GetAuthorizationToken is really denied.
         self.strict = aws.start_enforcing(workdir / "moto-strict")
+        cleanup.callback(self.strict.stop)
         self.denied_key = aws.create_user_with_policy(self.strict.url, "no-token", ["ecr:BatchGetImage"])
         aws.enforce_iam(self.strict.url)
 
@@ -69,16 +75,12 @@ class Ecr:
             "registry_id": aws.ACCOUNT, "endpoint_url": self.api.url, **overrides,
         }
 
-    def stop(self):
-        for stop in (self.front.stop, self.registry.stop, self.api.stop, self.moto.stop, self.strict.stop):
-            stop()
 
 
 @pytest.fixture(scope="module")
 def ecr(workdir, built):
-    stand_in = Ecr(workdir, built)
-    yield stand_in
-    stand_in.stop()
+    with contextlib.ExitStack() as cleanup:  # stops what was started, even when setup fails half-way
+        yield Ecr(workdir, built, cleanup)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ two forms GCR/GAR accept. skopeo pulls through the mirror.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import time
@@ -33,8 +34,9 @@ VALID = LICENSES["valid"]
 
 
 class Google:
-    def __init__(self, workdir, built):
+    def __init__(self, workdir, built, cleanup: contextlib.ExitStack):
         self.endpoint = GoogleTokenEndpoint().start()
+        cleanup.callback(self.endpoint.stop)
         self.key = self.endpoint.service_account_key()
         self.key_text = json.dumps(self.key, indent=2)
         self.key_file = workdir / "google" / "puller-key.json"
@@ -45,23 +47,19 @@ class Google:
         self.deleted_key = {**stranger.service_account_key(), "token_uri": self.endpoint.url}
         stranger.stop()
         self.tokens = TokenServer({"oauth2accesstoken": self.endpoint.access_token, "_json_key": self.key_text}, service="gcr.io").start()
+        cleanup.callback(self.tokens.stop)
         cert = self.tokens.write_cert(workdir / "google" / "token-cert.pem")
         self.registry = processes.start_registry(workdir / "google" / "registry", users={}, token_auth=self.tokens.registry_auth(cert, "/v2/token"))
+        cleanup.callback(self.registry.stop)
         creds = f"_json_key:{self.key_text}"
         processes.push(built.single.layout, "1.0", self.registry, "acme-project/app", creds=creds)
         processes.push(built.single.layout, "1.0", self.registry, "acme-project/images/app", creds=creds)
 
-    def stop(self):
-        self.registry.stop()
-        self.tokens.stop()
-        self.endpoint.stop()
-
 
 @pytest.fixture(scope="module")
 def google(workdir, built):
-    stand_in = Google(workdir, built)
-    yield stand_in
-    stand_in.stop()
+    with contextlib.ExitStack() as cleanup:  # stops what was started, even when setup fails half-way
+        yield Google(workdir, built, cleanup)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ prefix and its rate-limit headers are exercised too (headers added by a FaultSer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -67,17 +68,18 @@ class StandIn:
 @pytest.fixture(scope="module")
 def stand_ins(workdir, built):
     made = {}
-    for spec in SERVICES:
-        tokens = TokenServer({spec.username: spec.password}, service=spec.service, answer_fields=spec.answer_fields).start()
-        cert = tokens.write_cert(workdir / f"{spec.type}-cert.pem")
-        registry = processes.start_registry(workdir / f"{spec.type}-registry", users={}, token_auth=tokens.registry_auth(cert, spec.realm_path))
-        processes.push(built.single.layout, "1.0", registry, spec.upstream_repository, creds=f"{spec.username}:{spec.password}")
-        made[spec.type] = StandIn(spec, tokens, registry, FaultServer(registry.url).start())
-    yield made
-    for stand_in in made.values():
-        stand_in.front.stop()
-        stand_in.registry.stop()
-        stand_in.tokens.stop()
+    with contextlib.ExitStack() as cleanup:  # stops what was started, even when setup fails half-way
+        for spec in SERVICES:
+            tokens = TokenServer({spec.username: spec.password}, service=spec.service, answer_fields=spec.answer_fields).start()
+            cleanup.callback(tokens.stop)
+            cert = tokens.write_cert(workdir / f"{spec.type}-cert.pem")
+            registry = processes.start_registry(workdir / f"{spec.type}-registry", users={}, token_auth=tokens.registry_auth(cert, spec.realm_path))
+            cleanup.callback(registry.stop)
+            processes.push(built.single.layout, "1.0", registry, spec.upstream_repository, creds=f"{spec.username}:{spec.password}")
+            front = FaultServer(registry.url).start()
+            cleanup.callback(front.stop)
+            made[spec.type] = StandIn(spec, tokens, registry, front)
+        yield made
 
 
 def entry(stand_in: StandIn, url_base: str | None = None) -> dict:
