@@ -286,6 +286,11 @@ def _parse_app(name: str, value: Any, base_dir: Path, resolve_secrets: bool) -> 
     return AppConfig(name, tuple(registries))
 
 
+def parse_registry_entry(app: str, index: int, value: Any, base_dir: Path) -> RegistryConfig:
+    """One registry entry on its own, secrets resolved (for tools that check registries one by one)."""
+    return _parse_registry(app, index, value, base_dir, True)
+
+
 def _parse_registry(app: str, index: int, value: Any, base_dir: Path, resolve_secrets: bool) -> RegistryConfig:
     from .upstreams import provider_class  # late import: providers import this module
 

@@ -39,6 +39,8 @@ from .referrers import referrers
 from .routing import Route, parse_route, request_domain, split_name, split_path, validate_name
 from .tags import next_link, page_tags, parse_paging, upstream_tags
 from .tokens import bearer_challenge, parse_scope
+from .upstreams.hints import log_refusal
+from .upstreams.ratelimit import parse_rate_limit
 
 log = logging.getLogger("authmirror")
 
@@ -264,10 +266,13 @@ def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: Request
     status = response.status_code
     if context.to_storage:
         return storage_answer(mirror, flow, context)
+    context.extra["ratelimit"] = parse_rate_limit(response.headers)
     if status == 401 and context.auth is not None and context.upstream.refused(context.auth):
         # A cached upstream token went stale: the client retries the same URL and we fetch a new one.
         context.extra["retry"] = True
         return redirect_client(flow, context, context.client_path)
+    if status in (401, 403):
+        log_refusal(context.registry.type, context.registry.name, status, context.request_id)
     if 300 <= status < 400 and status != 304 and "Location" in response.headers:
         return redirect_blob(mirror, flow, context, storage_location(response, flow.request.url) or "")
     if status >= 300 and status != 304:
@@ -432,4 +437,5 @@ def pull_event(flow: http.HTTPFlow, context: RequestContext, status: int) -> Pul
         client_ip=peer[0] if peer else None,
         user_agent=flow.request.headers.get("User-Agent"),
         cache=context.cache,
+        ratelimit=context.extra.get("ratelimit"),
     )

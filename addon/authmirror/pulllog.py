@@ -42,11 +42,13 @@ class PullEvent:
     client_ip: str | None = None
     user_agent: str | None = None
     cache: str | None = None
+    ratelimit: dict[str, int] | None = None  # upstream rate-limit state (Docker Hub): limit, remaining, window_s
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        if data["cache"] is None:
-            del data["cache"]
+        for optional in ("cache", "ratelimit"):
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 

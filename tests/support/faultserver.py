@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from . import localhttp
+from .localhttp import serve
+
 
 @dataclass
 class Rule:
     pattern: str
     method: str | None = None  # None: any method
     status: int | None = None  # answer with this status (None: pass through to the upstream)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # with status: the answer's; without: added to the upstream's
     body: bytes = b""
     delay_headers: float = 0.0  # sleep before sending anything
     delay_body: float = 0.0  # sleep between headers and body
@@ -115,13 +118,19 @@ class FaultServer:
             def _pass_through(self, body: bytes, rule: Rule | None):
                 assert faults.upstream is not None
                 conn = http.client.HTTPConnection(faults.upstream.hostname, faults.upstream.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                headers: dict[str, str] = {}
+                for k, v in self.headers.items():
+                    if k.lower() not in ("host", "connection"):
+                        # Repeated headers (skopeo sends several Accept lines) are joined, not dropped.
+                        headers[k] = f"{headers[k]}, {v}" if k in headers else v
                 conn.request(self.command, self.path, body=body or None, headers=headers)
                 response = conn.getresponse()
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("connection", "transfer-encoding"):
                         self.send_header(name, value)
+                for name, value in (rule.headers if rule else {}).items():  # a pass-through rule adds headers
+                    self.send_header(name, value)
                 self.end_headers()
                 if rule and rule.delay_body:
                     self.wfile.flush()
@@ -140,12 +149,8 @@ class FaultServer:
                     sent += len(chunk)
                 conn.close()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        localhttp.stop(self._server)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from . import localhttp
+from .localhttp import reply_json, serve
 
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
@@ -48,6 +49,8 @@ class TokenServer:
     expires_in: int = 300
     requests: list[dict] = field(default_factory=list)
     rate_limited: bool = False
+    service: str = SERVICE
+    answer_fields: tuple[str, ...] = ("token", "access_token")  # ACR answers only access_token, GHCR only token
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -59,8 +62,8 @@ class TokenServer:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def registry_auth(self, cert_path: Path) -> dict:
-        return {"realm": f"{self.url}/token", "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(cert_path)}
+    def registry_auth(self, cert_path: Path, realm_path: str = "/token") -> dict:
+        return {"realm": f"{self.url}{realm_path}", "service": self.service, "issuer": ISSUER, "rootcertbundle": str(cert_path)}
 
     @property
     def url(self) -> str:
@@ -76,7 +79,7 @@ class TokenServer:
             kind, name, actions = scope.split(":")[0], ":".join(scope.split(":")[1:-1]), scope.split(":")[-1]
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": account, "aud": SERVICE, "exp": now + self.expires_in, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        claims = {"iss": ISSUER, "sub": account, "aud": self.service, "exp": now + self.expires_in, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
 
     def start(self) -> "TokenServer":
@@ -97,29 +100,19 @@ class TokenServer:
                     if server_ref.users.get(user) != password:
                         return self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "incorrect username or password"}]})
                     account = user
-                server_ref.requests.append({"account": account, "scopes": scopes, "time": time.time()})
+                server_ref.requests.append({"account": account, "scopes": scopes, "time": time.time(), "path": parts.path, "service": params.get("service", [""])[0]})
                 if server_ref.rate_limited:
                     return self._json(429, {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]}, {"Retry-After": "60"})
                 if account is None:
                     scopes = [s for s in scopes if s.startswith("repository:public/")]
                 token = server_ref.issue(account or "", scopes)
-                self._json(200, {"token": token, "access_token": token, "expires_in": server_ref.expires_in})
+                self._json(200, {**{name: token for name in server_ref.answer_fields}, "expires_in": server_ref.expires_in})
 
             def _json(self, status, data, headers=None):
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+                reply_json(self, status, data, headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        localhttp.stop(self._server)

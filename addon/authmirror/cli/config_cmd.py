@@ -1,17 +1,25 @@
-"""`authmirror config check`: validate the config, the licenses and each registry's credentials."""
+"""`authmirror config check`: validate the config, the licenses and each registry's credentials,
+one line per registry with a concrete hint for each failure."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
+from typing import Any
 
-from ..config import load_config
-from ..errors import RegistryError
+from ..config import Config, load_config, parse_registry_entry
+from ..errors import ConfigError
 from ..licenses import LicenseStore
+from ..secrets import resolve_secret
 from ..upstreams import make_upstream
+from ..upstreams.check import check_credentials
+from ..upstreams.hints import config_hint, failure_kind, hint
 from .common import add_config_argument
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def register(subparsers, parent) -> None:
@@ -25,26 +33,48 @@ def register(subparsers, parent) -> None:
     check.set_defaults(func=run_check)
 
 
-async def check_registry(upstream) -> tuple[bool, str]:
-    """Can the mirror authenticate to this registry? (The auth dance, without pulling anything.)"""
-    try:
-        await upstream.authorization("authmirror-config-check")
-    except RegistryError as e:
-        return False, e.message
-    return True, f"credentials accepted ({(await upstream.challenge()).scheme} auth)"
+def check_registries(config: Config, offline: bool = False) -> list[dict[str, Any]]:
+    """One result per registry. Each is resolved on its own, so one registry's missing secret
+    does not hide the others' results."""
+    results = []
+    for app_name, app_raw in (config.raw.get("apps") or {}).items():
+        for index, entry in enumerate((app_raw or {}).get("registries") or []):
+            result = {"app": str(app_name), "registry": entry.get("name"), "type": entry.get("type", "basic"), "ok": True}
+            try:
+                registry = parse_registry_entry(str(app_name), index, entry, config.base_dir)
+            except ConfigError as e:
+                results.append({**result, "ok": False, "kind": "config", "message": str(e), "hint": config_hint(e)})
+                continue
+            if offline:
+                results.append({**result, "message": "not checked (--offline)"})
+                continue
+            outcome = asyncio.run(check_credentials(make_upstream(registry)))
+            result["message"] = outcome.message
+            if not outcome.ok:
+                kind = failure_kind(outcome.error)
+                result.update(ok=False, kind=kind, hint=hint(registry.type, kind))
+            results.append(result)
+    return results
+
+
+def load_licenses(config: Config) -> LicenseStore:
+    licenses = config.licenses
+    if licenses.jwt_public_key is not None:
+        key = resolve_secret(licenses.jwt_public_key.source, "licenses.jwt_public_key", config.base_dir, warn_literal=False)
+        licenses = dataclasses.replace(licenses, jwt_public_key=key)
+    store = LicenseStore(licenses)
+    store.load()
+    return store
 
 
 def run_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    store = LicenseStore(config.licenses)
-    store.load()
-    results = []
-    for registry in config.registries():
-        if args.offline:
-            results.append({"app": registry.app, "registry": registry.name, "type": registry.type, "ok": True, "message": "not checked (--offline)"})
-            continue
-        ok, message = asyncio.run(check_registry(make_upstream(registry)))
-        results.append({"app": registry.app, "registry": registry.name, "type": registry.type, "ok": ok, "message": message})
+    try:
+        # Structure first, secrets unresolved: the registries' secrets are resolved one by one below.
+        config = load_config(args.config, resolve_secrets=False)
+        store = load_licenses(config)
+    except ConfigError as e:
+        return report_config_error(e, args)
+    results = check_registries(config, args.offline)
     if args.json:
         json.dump({"config": str(config.path), "licenses": len(store.licenses), "registries": results}, sys.stdout, indent=2)
         print()
@@ -53,4 +83,18 @@ def run_check(args: argparse.Namespace) -> int:
         for r in results:
             mark = "OK  " if r["ok"] else "FAIL"
             print(f"  {mark} {r['app']}/{r['registry']} ({r['type']}): {r['message']}")
-    return 0 if all(r["ok"] for r in results) else 1
+            if r.get("hint"):
+                print(f"       hint: {r['hint']}")
+    if any(r.get("kind") == "config" for r in results):
+        return EXIT_CONFIG
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+def report_config_error(error: ConfigError, args: argparse.Namespace) -> int:
+    if args.json:
+        json.dump({"config": str(args.config), "error": str(error), "key": error.key, "hint": config_hint(error)}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"config {args.config}: FAIL {error}")
+        print(f"  hint: {config_hint(error)}")
+    return EXIT_CONFIG

@@ -5,9 +5,9 @@ Each subcommand lives in its own module with `register(subparsers, parent)`; lis
 
 from __future__ import annotations
 
-from . import registry_test
+from . import registry_add, registry_ls, registry_rm, registry_test
 
-SUBCOMMANDS: list = [registry_test]
+SUBCOMMANDS: list = [registry_add, registry_ls, registry_rm, registry_test]
 
 
 def register(subparsers, parent) -> None:

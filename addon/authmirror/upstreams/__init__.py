@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from .acr import AcrUpstream
 from .anonymous import AnonymousUpstream
 from .base import Upstream, UpstreamAuth
 from .basic import BasicUpstream
+from .dockerhub import DockerHubUpstream
+from .ecr import EcrUpstream
+from .gar import GarUpstream
+from .gcr import GcrUpstream
+from .ghcr import GhcrUpstream
+from .quay import QuayUpstream
 
 PROVIDERS: dict[str, type[Upstream]] = {
+    "ecr": EcrUpstream,
+    "gcr": GcrUpstream,
+    "gar": GarUpstream,
+    "ghcr": GhcrUpstream,
+    "dockerhub": DockerHubUpstream,
+    "quay": QuayUpstream,
+    "acr": AcrUpstream,
     "basic": BasicUpstream,
     "anonymous": AnonymousUpstream,
 }

@@ -167,7 +167,7 @@ class Upstream:
             raise self.error("UNAVAILABLE", "token realm is not https; refusing to send credentials in clear text")
 
     async def fetch_token(self, challenge: Challenge, scope: str) -> tuple[str, float | None]:
-        params = {"scope": scope}
+        params = {"scope": scope} if scope else {}  # no scope: a login, as `docker login` does
         if challenge.service:
             params["service"] = challenge.service
         separator = "&" if "?" in challenge.realm else "?"
