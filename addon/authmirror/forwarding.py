@@ -22,7 +22,11 @@ from .redirects import QUERY_PARAM
 # Headers never forwarded upstream: the client's credentials and hop-by-hop proxies' additions.
 CLIENT_ONLY_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip")
 # Upstream answer headers never shown to the client.
-UPSTREAM_ONLY_HEADERS = ("WWW-Authenticate", "Set-Cookie", "Link", "Location", "Strict-Transport-Security", "Alt-Svc", "Docker-Ratelimit-Source")
+# Rate-limit headers describe the vendor's account quota: they go to pull events, not to customers.
+UPSTREAM_ONLY_HEADERS = (
+    "WWW-Authenticate", "Set-Cookie", "Link", "Location", "Strict-Transport-Security", "Alt-Svc",
+    "Docker-Ratelimit-Source", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+)
 MAX_BUFFERED_MANIFEST = 4 * 1024 * 1024  # the spec's manifest size limit; larger answers are streamed
 ERROR_BODY_LIMIT = 64 * 1024
 MAX_STORAGE_HOPS = 3
