@@ -1,14 +1,9 @@
-import base64
 import json
 
 import pytest
 from mitmproxy import exceptions
-from mitmproxy.addons.proxyserver import Proxyserver
-from mitmproxy.test import taddons
 
-from authmirror.addon import AuthMirror
-
-from .conftest import loaded_addon, UPSTREAM_PASSWORD, VALID, basic, errors_of, events, make_flow, run_request, write_config
+from .conftest import loaded_addon, VALID, basic, errors_of, events, make_flow, run_request, write_config
 
 
 def test_configure_switches_to_reverse_mode_on_config_listen(addon_ctx):

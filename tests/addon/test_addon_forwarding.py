@@ -1,16 +1,15 @@
 import base64
 import json
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from mitmproxy import http
 from mitmproxy.proxy import server_hooks
-from mitmproxy.test import tflow, tutils
+from mitmproxy.test import tflow
 
 from authmirror import mitm_errors
 from authmirror.redirects import QUERY_PARAM
 
-from .conftest import UPSTREAM_PASSWORD, VALID, basic, errors_of, events, make_flow, run_request, write_config, loaded_addon, FakeUpstream
+from .conftest import UPSTREAM_PASSWORD, VALID, basic, errors_of, events, make_flow, run_request, write_config, loaded_addon
 
 DIGEST = "sha256:" + "b" * 64
 VENDOR_BASIC = "Basic " + base64.b64encode(f"vendor:{UPSTREAM_PASSWORD}".encode()).decode()

@@ -4,8 +4,6 @@ program fails the run with a message saying how to install it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -11,7 +11,7 @@ import yaml
 from tests.support import processes
 from tests.support.http import basic, bearer_for, request
 
-from .conftest import LICENSES, SECRETS, VENDOR_PASSWORD, assert_no_secrets, license_entries, start_mirror
+from .conftest import LICENSES, VENDOR_PASSWORD, assert_no_secrets, license_entries, start_mirror
 
 pytestmark = pytest.mark.e2e
 

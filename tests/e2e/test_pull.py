@@ -1,7 +1,6 @@
 """Real pulls through the mirror with skopeo, compared with direct pulls from the upstream."""
 
 import concurrent.futures
-import json
 from pathlib import Path
 
 import pytest
