@@ -76,6 +76,10 @@ class LicenseRefused(RegistryError):
     license: License | None = None
 
 
+class UnknownLicense(RegistryError):
+    """The secret matched no license: a failed attempt, counted per client address (ratelimit)."""
+
+
 def check_valid(license: License, now: float) -> None:
     """Raise DENIED when a known license may not be used any more."""
     if license.revoked:
@@ -304,7 +308,7 @@ class LicenseStore:
         self.maybe_reload()
         license = self._lookup(secret)
         if license is None:
-            raise RegistryError("UNAUTHORIZED", "unknown license: use your license ID as the registry password")
+            raise UnknownLicense("UNAUTHORIZED", "unknown license: use your license ID as the registry password")
         self._check_not_revoked_or_expired(license)
         return license
 

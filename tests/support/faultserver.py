@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ class Rule:
         if self.times is not None and self.hits >= self.times:
             return False
         return (self.method is None or self.method == method) and re.search(self.pattern, path) is not None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client hanging up on a misbehaving answer is expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class FaultServer:
@@ -115,8 +123,14 @@ class FaultServer:
             def _pass_through(self, body: bytes, rule: Rule | None):
                 assert faults.upstream is not None
                 conn = http.client.HTTPConnection(faults.upstream.hostname, faults.upstream.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                conn.request(self.command, self.path, body=body or None, headers=headers)
+                # Header by header: clients repeat some (skopeo sends one Accept per media type).
+                conn.putrequest(self.command, self.path, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    if name.lower() not in ("host", "connection", "content-length"):
+                        conn.putheader(name, value)
+                if body:
+                    conn.putheader("Content-Length", str(len(body)))
+                conn.endheaders(body or None)
                 response = conn.getresponse()
                 self.send_response(response.status)
                 for name, value in response.getheaders():
@@ -140,7 +154,7 @@ class FaultServer:
                     sent += len(chunk)
                 conn.close()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
