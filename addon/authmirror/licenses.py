@@ -306,7 +306,7 @@ class LicenseStore:
     def authenticate(self, secret: str) -> License:
         """The license for a secret (file license id or signed JWT), checked valid now."""
         self.maybe_reload()
-        license = self._lookup(secret)
+        license = self._lookup(secret) if _is_utf8(secret) else None
         if license is None:
             raise UnknownLicense("UNAUTHORIZED", "unknown license: use your license ID as the registry password")
         self._check_not_revoked_or_expired(license)
@@ -368,6 +368,15 @@ def license_from_claims(claims: dict[str, Any]) -> License | None:
         source="jwt",
         fingerprint=fingerprint(sub),
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """Request bytes that are not UTF-8 reach us as surrogates (mitmproxy decodes with surrogateescape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _KEY_CACHE: dict[str, Any] = {}

@@ -204,7 +204,7 @@ class TokenIssuer:
                 # Times are checked below against our (injectable) clock.
                 options={"require": ["exp", "iat", "access"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, UnicodeError):  # header bytes that are not UTF-8 arrive as surrogates
             raise RegistryError("UNAUTHORIZED", "invalid token") from None
         if not isinstance(claims["exp"], (int, float)) or claims["exp"] <= now:
             raise RegistryError("UNAUTHORIZED", "token expired; request a new one")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from . import leakcheck
+
 
 @dataclass
 class Rule:
@@ -157,6 +159,7 @@ class FaultServer:
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        leakcheck.forbid_in_answers(f"127.0.0.1:{self.port}")
         return self
 
     def stop(self) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from . import leakcheck
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "run ./scripts/test.sh (it installs docker-registry, skopeo and apache2-utils), or apt-get install them"
 
@@ -150,12 +152,17 @@ def start_registry(
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"docker-registry did not start: {process.log()[-2000:]}")
+    leakcheck.forbid_in_answers(f"127.0.0.1:{port}")
     return Registry(port, workdir, process, users)
 
 
 def skopeo(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     require_binary("skopeo")
-    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check, timeout=timeout)
+    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False, timeout=timeout)
+    leakcheck.record_client_output(result.args, result.stdout + result.stderr)
+    if check:
+        result.check_returncode()
+    return result
 
 
 def clear_skopeo_cache() -> None:
@@ -239,7 +246,7 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
         "-s", str(REPO_ROOT / "addon" / "proxy.py"),
         "--set", f"authmirror_config={config_path}",
         "--set", f"confdir={state_dir / 'mitmproxy'}",
-        "--set", "termlog_verbosity=info",
+        "--set", "termlog_verbosity=debug",  # every level: tests check the log for leaks
         *(extra_args or []),
     ]
     process = start(args, state_dir / "mitmdump.log", env={**os.environ, **(env or {})}, cwd=state_dir)
@@ -248,4 +255,6 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"mitmdump did not start: {process.log()[-3000:]}")
-    return MirrorProcess(port, workdir, config_path, process)
+    mirror = MirrorProcess(port, workdir, config_path, process)
+    leakcheck.MIRRORS.append(mirror)
+    return mirror

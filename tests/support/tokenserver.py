@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from . import leakcheck
+
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
 
@@ -77,7 +79,9 @@ class TokenServer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": account, "aud": SERVICE, "exp": now + self.expires_in, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
+        token = jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
+        leakcheck.forbid_everywhere(token)  # an upstream token: never shown to clients, never logged
+        return token
 
     def start(self) -> "TokenServer":
         server_ref = self
@@ -117,6 +121,7 @@ class TokenServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        leakcheck.forbid_in_answers(self.url.split("//", 1)[1])
         return self
 
     def stop(self) -> None:
