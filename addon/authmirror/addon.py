@@ -82,6 +82,9 @@ class AuthMirror:
             self.mirror.close()
 
     def configure(self, updated: set[str]) -> None:
+        if "proxy_debug" in ctx.options and ctx.options.proxy_debug:
+            # It logs every byte on the wire: licenses and the vendor's credentials included.
+            raise exceptions.OptionsError("authmirror: proxy_debug logs raw traffic, secrets included; use -v (termlog_verbosity=debug) instead")
         if "authmirror_config" in updated:
             path = ctx.options.authmirror_config or str(DEFAULT_CONFIG)
             try:

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,12 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 20.0, accept=(200, 401)) -> None:
+def wait_for_http(url: str, timeout: float = 20.0, accept=(200, 401), context: ssl.SSLContext | None = None) -> None:
     deadline = time.time() + timeout
     last: object = None
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in accept:
                     return
         except urllib.error.HTTPError as e:
@@ -102,6 +103,7 @@ class Registry:
     workdir: Path
     process: Process
     users: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def host(self) -> str:
@@ -109,7 +111,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     def stop(self) -> None:
         self.process.stop()
@@ -125,8 +127,10 @@ def start_registry(
     storage: dict | None = None,
     port: int | None = None,
     extra: dict | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Registry:
-    """docker-registry with htpasswd users (default), token auth, or no auth (users={})."""
+    """docker-registry with htpasswd users (default), token auth, or no auth (users={});
+    `tls=(certificate, key)` serves https."""
     binary = require_binary("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -142,18 +146,21 @@ def start_registry(
     elif users:
         htpasswd(workdir / "htpasswd", users)
         config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(workdir / "htpasswd")}}
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     config.update(extra or {})
     (workdir / "config.yml").write_text(yaml.safe_dump(config))
     # The S3 driver's SDK fails on AWS_CA_BUNDLE with a custom transport; the registry needs none.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     process = start([binary, "serve", str(workdir / "config.yml")], workdir / "registry.log", env=env)
+    scheme = "https" if tls else "http"
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/v2/")
+        wait_for_http(f"{scheme}://127.0.0.1:{port}/v2/", context=ssl._create_unverified_context() if tls else None)
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"docker-registry did not start: {process.log()[-2000:]}")
     leakcheck.forbid_in_answers(f"127.0.0.1:{port}")
-    return Registry(port, workdir, process, users)
+    return Registry(port, workdir, process, users, scheme)
 
 
 def skopeo(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
