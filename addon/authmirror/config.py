@@ -153,8 +153,11 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
     base_dir = path.parent
 
     listen = parse_listen(raw.get("listen", DEFAULT_LISTEN), "listen")
-    public_url = raw.get("public_url") or f"http://{listen}"
+    tls = parse_tls(raw.get("tls"), base_dir)
+    public_url = raw.get("public_url") or f"{'https' if tls.serves_https else 'http'}://{listen}"
     public_url = _parse_url(public_url, "public_url").rstrip("/")
+    if tls.serves_https and not public_url.startswith("https://"):
+        raise ConfigError("public_url", "must be an https:// URL: the listener serves TLS (tls.certificate)")
 
     token_raw = _mapping(raw.get("token") or {}, "token")
     _no_unknown(token_raw, {"signing_key", "ttl_seconds", "previous_keys"}, "token")
@@ -217,7 +220,7 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
         cache=cache,
         timeouts=parse_timeouts(raw.get("timeouts")),
         limits=parse_limits(raw.get("limits")),
-        tls=parse_tls(raw.get("tls"), base_dir),
+        tls=tls,
         raw=raw,
     )
 

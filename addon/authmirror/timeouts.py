@@ -129,8 +129,9 @@ class UpstreamTimeouts:
 
     async def _abort(self, flow: http.HTTPFlow, context: RequestContext, error: UpstreamError, still: Callable[[], bool]) -> None:
         while flow.live and flow.error is None and still():
-            context.extra[ABORTED_KEY] = error
+            context.extra[ABORTED_KEY] = error  # set first: the error hook may run as soon as we close
             if abort_upstream(flow):
                 log.warning("%s: %s; aborting the upstream connection", context.request_id, error.message)
                 return
+            del context.extra[ABORTED_KEY]
             await asyncio.sleep(RETRY_ABORT_SECONDS)

@@ -137,31 +137,36 @@ def test_concurrent_pulls_while_the_licenses_file_is_rewritten(load_mirror, buil
     print(f"\n{PULLS} concurrent pulls while rewriting licenses: {elapsed:.1f} s, {rewriter.rewrites} rewrites, {len(events)} pull events")
 
 
-def test_podman_pulls_through_the_mirror(load_mirror, built, tmp_path):
-    valid, refused = load_licenses()[0]["id"], load_licenses()[PLAN.index("expired")]["id"]
-    reference = f"{load_mirror.host}/{IMAGE}:1.0"
-    podman = clients.new_podman(tmp_path / "podman")
-    try:
-        result = podman.pull(reference, valid)
-        assert result.returncode == 0, result.stderr
-        assert podman.digest(reference) == built.single.manifest_digest
-        result = podman.pull(f"{load_mirror.host}/{IMAGE}:multi", refused)
-        assert result.returncode != 0 and "expired on 2024-01-31" in result.stderr
-    finally:
-        podman.remove()
+# runtime -> (what its refusal shows, user agent prefix, the methods it uses)
+RUNTIMES = {
+    "podman": ("has been revoked", "containers/", {"GET"}),
+    "ctr": ("401 Unauthorized", "containerd/", {"HEAD", "GET", "POST"}),  # ctr shows no message; token by POST
+}
 
 
-def test_containerd_ctr_pulls_through_the_mirror(load_mirror, built, tmp_path):
-    valid, refused = load_licenses()[0]["id"], load_licenses()[PLAN.index("revoked")]["id"]
+@pytest.fixture(params=sorted(RUNTIMES))
+def runtime(request, tmp_path):
+    if request.param == "podman":
+        client = clients.new_podman(tmp_path / "podman")
+        yield request.param, client
+        client.remove()
+    else:
+        client = clients.start_containerd(tmp_path / "containerd")
+        yield request.param, client
+        client.stop()
+
+
+def test_container_runtimes_pull_through_the_mirror(load_mirror, built, runtime):
+    name, client = runtime
+    refusal, user_agent, methods = RUNTIMES[name]
+    valid, revoked = load_licenses()[0]["id"], load_licenses()[PLAN.index("revoked")]["id"]
+    before = len(load_mirror.pull_events())
     reference = f"{load_mirror.host}/{IMAGE}:1.0"
-    containerd = clients.start_containerd(tmp_path / "containerd")
-    try:
-        result = containerd.pull(reference, valid)
-        assert result.returncode == 0, result.stderr
-        assert containerd.digest(reference) == built.single.manifest_digest
-        result = containerd.pull(f"{load_mirror.host}/{IMAGE}:multi", refused)
-        assert result.returncode != 0 and "401 Unauthorized" in result.stderr  # ctr does not show the message
-    finally:
-        containerd.stop()
-    ctr_events = [e for e in load_mirror.pull_events() if (e["user_agent"] or "").startswith("containerd")]
-    assert {e["method"] for e in ctr_events} >= {"HEAD", "GET", "POST"}, "ctr: HEAD manifests, token by POST, GET blobs"
+    result = client.pull(reference, valid)
+    assert result.returncode == 0, result.stderr
+    assert client.digest(reference) == built.single.manifest_digest
+    result = client.pull(f"{load_mirror.host}/{IMAGE}:multi", revoked)
+    assert result.returncode != 0 and refusal in result.stderr, result.stderr
+    events = [e for e in load_mirror.pull_events()[before:] if (e["user_agent"] or "").startswith(user_agent)]
+    assert {e["method"] for e in events} >= methods
+    assert {l.digest for l in built.single.layers} <= {e["digest"] for e in events if e["action"] == "blob" and e["status"] == 200}

@@ -88,6 +88,16 @@ def test_bad_sections_name_the_key(tmp_path, sections, key):
     assert raised.value.key == key
 
 
+def test_tls_listener_wants_an_https_public_url(tmp_path):
+    ca = TestCA(tmp_path / "ca")
+    listener = ca.issue("mirror")
+    tls = {"certificate": str(listener.certificate), "key": str(listener.key)}
+    assert load_config(write(tmp_path, tls=tls)).public_url == "https://127.0.0.1:5000"
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, tls=tls, public_url="http://mirror.example.com"))
+    assert raised.value.key == "public_url"
+
+
 def test_listener_key_must_match_certificate(tmp_path):
     ca = TestCA(tmp_path / "ca")
     one, two = ca.issue("one"), ca.issue("two")
