@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.support import processes
+from tests.support import leakcheck, processes
 from tests.support.canary import Canary
 from tests.support.faultserver import FaultServer
 from tests.support.http import basic, request
@@ -110,12 +110,15 @@ def fetch_blob(mirror, name: str, digest: str) -> tuple[int, dict, bytes, Except
         conn.request("GET", f"/v2/{name}/blobs/{digest}", headers=AUTH)
         response = conn.getresponse()
         headers = dict(response.headers)
+        body, broke = b"", None
         try:
-            return response.status, headers, response.read(), None
+            body = response.read()
         except http.client.IncompleteRead as e:
-            return response.status, headers, e.partial, e
+            body, broke = e.partial, e
         except (ConnectionError, OSError) as e:
-            return response.status, headers, b"", e
+            broke = e
+        leakcheck.record_answer(f"{mirror.url}/v2/{name}/blobs/{digest}", response.status, headers, body)
+        return response.status, headers, body, broke
     finally:
         conn.close()
 
@@ -239,9 +242,12 @@ def test_huge_non_json_error_body(setup):
 
 def test_non_json_404(setup):
     setup.faults.add(r"/manifests/", status=404, headers={"Content-Type": "text/plain"}, body=b"nothing here, see http://internal.example:8080/x")
+    before = len(setup.mirror.pull_events())
     answer = get_manifest(setup.mirror, FLAKY)
     assert answer.status == 404 and one_error(answer)["code"] == "MANIFEST_UNKNOWN"
     assert "internal.example" not in answer.body.decode()
+    [event] = new_events(setup.mirror, before)
+    assert event["status"] == 404 and event["error_code"] == "MANIFEST_UNKNOWN"
 
 
 def test_redirect_loop_ends_in_502(setup, built):

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import processes
+from tests.support import leakcheck, processes
 from tests.support.certs import TestCA
 from tests.support.faultserver import FaultServer
 from tests.support.http import basic, request
@@ -74,9 +74,11 @@ def https_get(setup, path: str, headers: dict) -> tuple[int, dict, bytes]:
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=setup.client_context), _NoRedirect())
     try:
         with opener.open(req, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
+            status, headers, body = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        status, headers, body = e.code, dict(e.headers), e.read()
+    leakcheck.record_answer(req.full_url, status, headers, body)
+    return status, headers, body
 
 
 def test_untrusted_upstream_certificate_is_refused_by_default(tls_setup):
