@@ -9,12 +9,14 @@ from typing import Optional
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
-from . import answers, handling, mitm_errors
+from . import answers, handling, mitm_errors, tls
 from .config import load_config
 from .context import get_context
 from .errors import ConfigError, RegistryError
-from .licenses import LicenseRefused
+from .licenses import LicenseRefused, UnknownLicense
 from .mirror import Mirror
+from .ratelimit import client_address
+from .timeouts import UpstreamTimeouts
 
 log = logging.getLogger("authmirror")
 
@@ -51,6 +53,7 @@ class AuthMirror:
     def __init__(self) -> None:
         self.mirror: Mirror | None = None
         self.injector = CredentialInjector()
+        self.timeouts = UpstreamTimeouts(lambda: self.mirror.config.timeouts if self.mirror else None)
         self._injector_added = False
 
     def load(self, loader) -> None:
@@ -67,17 +70,21 @@ class AuthMirror:
 
     def _add_injector(self) -> None:
         if not self._injector_added:
-            ctx.master.addons.add(self.injector)
+            ctx.master.addons.add(self.timeouts, self.injector)
             self._injector_added = True
 
     def done(self) -> None:
         if self._injector_added:
             ctx.master.addons.remove(self.injector)
+            ctx.master.addons.remove(self.timeouts)
             self._injector_added = False
         if self.mirror:
             self.mirror.close()
 
     def configure(self, updated: set[str]) -> None:
+        if "proxy_debug" in ctx.options and ctx.options.proxy_debug:
+            # It logs every byte on the wire: licenses and the vendor's credentials included.
+            raise exceptions.OptionsError("authmirror: proxy_debug logs raw traffic, secrets included; use -v (termlog_verbosity=debug) instead")
         if "authmirror_config" in updated:
             path = ctx.options.authmirror_config or str(DEFAULT_CONFIG)
             try:
@@ -96,6 +103,7 @@ class AuthMirror:
                 mirror.config.path,
             )
             self._set_proxy_mode(mirror)
+            self._set_tls_options(mirror)
             self._add_injector()
 
     def _set_proxy_mode(self, mirror: Mirror) -> None:
@@ -115,6 +123,16 @@ class AuthMirror:
             keep_host_header=True,
         )
 
+    def _set_tls_options(self, mirror: Mirror) -> None:
+        """Upstream certificate checks and the listener's certificate, from the config's `tls`."""
+        if "ssl_insecure" not in ctx.options:
+            return
+        if ctx.options.ssl_insecure and mirror.config.tls.upstream_verify:
+            log.warning("authmirror: ignoring ssl_insecure; set tls.upstream_verify: false in the config instead")
+        if not mirror.config.tls.upstream_verify:
+            log.warning("authmirror: tls.upstream_verify is false: upstream certificates are NOT checked")
+        ctx.options.update(**tls.mitmproxy_options(mirror.config.tls, ctx.options.confdir))
+
     # -- hooks --------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -127,6 +145,7 @@ class AuthMirror:
             return
         context = get_context(flow) or handling.capture_credentials(flow)
         try:
+            tls.require_https(flow, mirror.config.tls)
             await handling.handle_request(mirror, flow, context, self.injector.queue)
         except RegistryError as e:
             self._answer_error(flow, context, e)
@@ -140,6 +159,8 @@ class AuthMirror:
         context.error_code = error.code
         if isinstance(error, LicenseRefused) and error.license is not None:
             context.license = error.license  # refusals count against the customer in reports
+        if isinstance(error, UnknownLicense) and self.mirror is not None:
+            self.mirror.limiter.failed(client_address(flow))
         context.forwarded = False
         self.injector.discard(flow)
         flow.response = answers.error_answer(flow.request, error, context.request_id)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .errors import ConfigError
+from .hardening_config import LimitsConfig, TimeoutsConfig, TlsConfig, parse_limits, parse_timeouts, parse_tls
 from .secrets import Secret, resolve_path, resolve_secret
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
@@ -86,9 +87,9 @@ class AppConfig:
 
 @dataclass(frozen=True)
 class TokenConfig:
-    signing_key: str  # "file:PATH" (generated if missing), "env:NAME" or inline PEM
-    ttl_seconds: int
-    previous_keys: tuple[str, ...] = ()
+    signing_key: str = field(repr=False)  # "file:PATH" (generated if missing), "env:NAME" or inline PEM
+    ttl_seconds: int = 300
+    previous_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class Config:
     domains: Mapping[str, str]
     apps: Mapping[str, AppConfig]
     cache: Mapping[str, Any] | None = None
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -122,6 +126,7 @@ class Config:
 
 TOP_LEVEL_KEYS = {
     "listen", "public_url", "token", "licenses", "pull_log", "blob_redirects", "cache", "domains", "apps",
+    "timeouts", "limits", "tls",
 }
 COMMON_REGISTRY_KEYS = {"name", "type", "url", "username", "password", "auth_hosts", "redirect_hosts"}
 
@@ -148,8 +153,11 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
     base_dir = path.parent
 
     listen = parse_listen(raw.get("listen", DEFAULT_LISTEN), "listen")
-    public_url = raw.get("public_url") or f"http://{listen}"
+    tls = parse_tls(raw.get("tls"), base_dir)
+    public_url = raw.get("public_url") or f"{'https' if tls.serves_https else 'http'}://{listen}"
     public_url = _parse_url(public_url, "public_url").rstrip("/")
+    if tls.serves_https and not public_url.startswith("https://"):
+        raise ConfigError("public_url", "must be an https:// URL: the listener serves TLS (tls.certificate)")
 
     token_raw = _mapping(raw.get("token") or {}, "token")
     _no_unknown(token_raw, {"signing_key", "ttl_seconds", "previous_keys"}, "token")
@@ -210,6 +218,9 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
         domains=domains,
         apps=apps,
         cache=cache,
+        timeouts=parse_timeouts(raw.get("timeouts")),
+        limits=parse_limits(raw.get("limits")),
+        tls=tls,
         raw=raw,
     )
 

@@ -34,10 +34,12 @@ from .forwarding import (
 )
 from .mirror import Mirror
 from .pulllog import PullEvent, utc_timestamp
+from .ratelimit import client_address, presents_license
 from .redirects import QUERY_PARAM, check_storage_url, same_origin
 from .referrers import referrers
 from .routing import Route, parse_route, request_domain, split_name, split_path, validate_name
 from .tags import next_link, page_tags, parse_paging, upstream_tags
+from .timeouts import ABORTED_KEY
 from .tokens import bearer_challenge, parse_scope
 from .upstreams.hints import log_refusal
 from .upstreams.ratelimit import parse_rate_limit
@@ -80,6 +82,8 @@ async def handle_request(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
     route = parse_route(path, request.host_header or "", domains)
     context.route = route
     context.action = ACTIONS.get(route.kind, "")
+    if presents_license(context.credential.scheme, route.kind):
+        mirror.limiter.check(client_address(flow))
 
     if route.kind == "health":
         return answer(flow, context, {"status": "ok"})
@@ -354,8 +358,9 @@ def handle_error(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -
         redact_request(flow.request)
     message = flow.error.msg if flow.error else ""
     registry_name = context.registry.name if context.registry else "upstream"
-    if flow.response is None and context.forwarded:
-        error = connection_error(registry_name, message, context.to_storage)
+    if context.forwarded and (flow.response is None or not flow.response.stream):
+        # Nothing reached the client yet (no answer, or a buffered one): it gets an OCI error.
+        error = context.extra.get(ABORTED_KEY) or connection_error(registry_name, message, context.to_storage)
         mitm_errors.expect(message, error)
         context.error_code, context.status = error.code, error.status
     elif context.forwarded:

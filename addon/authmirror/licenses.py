@@ -76,6 +76,10 @@ class LicenseRefused(RegistryError):
     license: License | None = None
 
 
+class UnknownLicense(RegistryError):
+    """The secret matched no license: a failed attempt, counted per client address (ratelimit)."""
+
+
 def check_valid(license: License, now: float) -> None:
     """Raise DENIED when a known license may not be used any more."""
     if license.revoked:
@@ -302,9 +306,9 @@ class LicenseStore:
     def authenticate(self, secret: str) -> License:
         """The license for a secret (file license id or signed JWT), checked valid now."""
         self.maybe_reload()
-        license = self._lookup(secret)
+        license = self._lookup(secret) if _is_utf8(secret) else None
         if license is None:
-            raise RegistryError("UNAUTHORIZED", "unknown license: use your license ID as the registry password")
+            raise UnknownLicense("UNAUTHORIZED", "unknown license: use your license ID as the registry password")
         self._check_not_revoked_or_expired(license)
         return license
 
@@ -364,6 +368,15 @@ def license_from_claims(claims: dict[str, Any]) -> License | None:
         source="jwt",
         fingerprint=fingerprint(sub),
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """Request bytes that are not UTF-8 reach us as surrogates (mitmproxy decodes with surrogateescape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _KEY_CACHE: dict[str, Any] = {}

@@ -9,11 +9,14 @@ from typing import Callable
 
 from .clientauth import ClientAuthenticator
 from .config import Config, RegistryConfig
+from .hardening_config import LimitsConfig
 from .errors import RegistryError
 from .licenses import LicenseStore
 from .pulllog import PullLog
+from .ratelimit import FailedLicenseLimiter
 from .redirects import RedirectSealer, derive_key
 from .routing import Route
+from .tls import upstream_http
 from .tokens import TokenIssuer, load_public_key, load_signing_key
 from .upstreams import Upstream, make_upstream
 
@@ -34,6 +37,7 @@ class Mirror:
     clock: Callable[[], float] = time.time
     # (host, port) -> until when mitmproxy may connect there (blob storage we were redirected to)
     storage_destinations: dict[tuple[str, int], float] = field(default_factory=dict)
+    limiter: FailedLicenseLimiter = field(default_factory=lambda: FailedLicenseLimiter(LimitsConfig()))
 
     @classmethod
     def build(cls, config: Config, clock: Callable[[], float] = time.time) -> "Mirror":
@@ -43,11 +47,16 @@ class Mirror:
         private_key = load_signing_key(config.token.signing_key)
         previous = tuple(load_public_key(spec) for spec in config.token.previous_keys)
         issuer = TokenIssuer(private_key, config.token.ttl_seconds, previous, clock)
-        upstreams = {(r.app, r.name): make_upstream(r, clock=clock) for r in config.registries()}
+        # The mirror's own upstream calls get the same deadline and trust settings as forwarded flows.
+        connection: dict = {"timeout": config.timeouts.headers}
+        if (http := upstream_http(config.tls)) is not None:
+            connection["http"] = http
+        upstreams = {(r.app, r.name): make_upstream(r, clock=clock, **connection) for r in config.registries()}
         pull_log = PullLog(config.pull_log)
         pull_log.open()
         sealer = RedirectSealer(derive_key(private_key, b"blob redirect"), clock=clock)
-        return cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock)
+        limiter = FailedLicenseLimiter(config.limits)
+        return cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock, limiter=limiter)
 
     def close(self) -> None:
         self.pull_log.close()

@@ -136,7 +136,12 @@ def _generate_key_file(path: Path) -> Any:
 
 
 class TokenIssuer:
-    """Issues and verifies short-lived JWTs. Verified tokens are cached until they expire."""
+    """Issues and verifies short-lived JWTs. Verified tokens are cached until they expire.
+
+    Key rotation: tokens signed with a `previous` key (by `kid`) are accepted for one TTL after
+    this issuer was built, long enough for every token the old key issued to expire, and no
+    longer: a leaked old key cannot mint tokens that outlive the rotation.
+    """
 
     def __init__(
         self,
@@ -152,8 +157,11 @@ class TokenIssuer:
         self.clock = clock
         self.verify_keys = {self.kid: (private_key.public_key(), self.algorithm)}
         for public in previous_public_keys:
-            self.verify_keys[key_id(public)] = (public, algorithm_for(public))
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+            self.verify_keys.setdefault(key_id(public), (public, algorithm_for(public)))
+        self.previous_keys_until = clock() + ttl_seconds
+        if len(self.verify_keys) > 1:
+            log.info("token.previous_keys are accepted for %d s more (one TTL); remove them from the config after that", ttl_seconds)
+        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
 
     def issue(self, subject_claims: dict[str, Any], access: list[dict[str, Any]], audience: str = SERVICE) -> dict[str, Any]:
         now = int(self.clock())
@@ -176,13 +184,15 @@ class TokenIssuer:
         now = self.clock()
         cached = self._verified.get(token)
         if cached is not None:
-            if cached["exp"] > now:
-                return cached
+            claims, valid_until = cached
+            if valid_until > now:
+                return claims
             del self._verified[token]
             raise RegistryError("UNAUTHORIZED", "token expired; request a new one")
         try:
             header = jwt.get_unverified_header(token)
-            public, algorithm = self.verify_keys.get(header.get("kid"), (None, None))
+            kid = header.get("kid")
+            public, algorithm = self.verify_keys.get(kid, (None, None)) if isinstance(kid, str) else (None, None)
             if public is None:
                 raise RegistryError("UNAUTHORIZED", "token was not issued by this mirror")
             claims = jwt.decode(
@@ -194,13 +204,18 @@ class TokenIssuer:
                 # Times are checked below against our (injectable) clock.
                 options={"require": ["exp", "iat", "access"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, UnicodeError):  # header bytes that are not UTF-8 arrive as surrogates
             raise RegistryError("UNAUTHORIZED", "invalid token") from None
         if not isinstance(claims["exp"], (int, float)) or claims["exp"] <= now:
             raise RegistryError("UNAUTHORIZED", "token expired; request a new one")
         if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] > now + 30:
             raise RegistryError("UNAUTHORIZED", "token not valid yet")
-        self._verified[token] = claims
+        valid_until = claims["exp"]
+        if kid != self.kid:
+            if now >= self.previous_keys_until:
+                raise RegistryError("UNAUTHORIZED", "token was signed with a retired key; request a new one")
+            valid_until = min(valid_until, self.previous_keys_until)
+        self._verified[token] = (claims, valid_until)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import images, processes
+from tests.support import images, leakcheck, processes
+from tests.support.leakcheck import no_leaks  # noqa: F401 - autouse: every e2e test checks for leaks
 from tests.support.tokenserver import TokenServer
 
 VENDOR_PASSWORD = "vendor-secret-Pa55"
@@ -101,6 +102,7 @@ def mirror_apps(upstream, token_upstream) -> dict:
 
 MIRROR_ENV = {"E2E_VENDOR_PASS": VENDOR_PASSWORD, "E2E_TOKEN_VENDOR_PASS": TOKEN_VENDOR_PASSWORD, "E2E_WRONG_PASS": "not-the-password"}
 SECRETS = (VENDOR_PASSWORD, TOKEN_VENDOR_PASSWORD, "not-the-password", *LICENSES.values())
+leakcheck.forbid_everywhere(*SECRETS)
 
 
 def start_mirror(workdir: Path, upstream, token_upstream, name: str = "mirror", **overrides) -> processes.MirrorProcess:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from . import localhttp
+from . import leakcheck, localhttp
 from .localhttp import serve
 
 
@@ -41,6 +42,13 @@ class Rule:
         if self.times is not None and self.hits >= self.times:
             return False
         return (self.method is None or self.method == method) and re.search(self.pattern, path) is not None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client hanging up on a misbehaving answer is expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class FaultServer:
@@ -118,12 +126,14 @@ class FaultServer:
             def _pass_through(self, body: bytes, rule: Rule | None):
                 assert faults.upstream is not None
                 conn = http.client.HTTPConnection(faults.upstream.hostname, faults.upstream.port, timeout=60)
-                headers: dict[str, str] = {}
-                for k, v in self.headers.items():
-                    if k.lower() not in ("host", "connection"):
-                        # Repeated headers (skopeo sends several Accept lines) are joined, not dropped.
-                        headers[k] = f"{headers[k]}, {v}" if k in headers else v
-                conn.request(self.command, self.path, body=body or None, headers=headers)
+                # Header by header: clients repeat some (skopeo sends one Accept per media type).
+                conn.putrequest(self.command, self.path, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    if name.lower() not in ("host", "connection", "content-length"):
+                        conn.putheader(name, value)
+                if body:
+                    conn.putheader("Content-Length", str(len(body)))
+                conn.endheaders(body or None)
                 response = conn.getresponse()
                 self.send_response(response.status)
                 for name, value in response.getheaders():
@@ -149,7 +159,8 @@ class FaultServer:
                     sent += len(chunk)
                 conn.close()
 
-        self._server = serve(Handler)
+        self._server = serve(Handler, _QuietServer)
+        leakcheck.forbid_in_answers(f"127.0.0.1:{self.port}")
         return self
 
     def stop(self) -> None:

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from . import leakcheck
+
 
 @dataclass
 class Answer:
@@ -29,7 +31,9 @@ def request(method: str, url: str, headers: dict | None = None, body: bytes | No
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
-        return Answer(response.status, response.headers, response.read())
+        answer = Answer(response.status, response.headers, response.read())
+        leakcheck.record_answer(url, answer.status, answer.headers, answer.body)
+        return answer
     finally:
         conn.close()
 

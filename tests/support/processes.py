@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from . import leakcheck
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "run ./scripts/test.sh (it installs docker-registry, skopeo and apache2-utils), or apt-get install them"
@@ -35,12 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 20.0, accept=(200, 401)) -> None:
+def wait_for_http(url: str, timeout: float = 20.0, accept=(200, 401), context: ssl.SSLContext | None = None) -> None:
     deadline = time.time() + timeout
     last: object = None
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in accept:
                     return
         except urllib.error.HTTPError as e:
@@ -99,6 +102,7 @@ class LocalService:
     port: int
     workdir: Path
     process: Process
+    scheme: str = "http"
 
     @property
     def host(self) -> str:
@@ -106,7 +110,7 @@ class LocalService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     def stop(self) -> None:
         self.process.stop()
@@ -132,8 +136,10 @@ def start_registry(
     storage: dict | None = None,
     port: int | None = None,
     extra: dict | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Registry:
-    """docker-registry with htpasswd users (default), token auth, or no auth (users={})."""
+    """docker-registry with htpasswd users (default), token auth, or no auth (users={});
+    `tls=(certificate, key)` serves https."""
     binary = require_binary("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -149,22 +155,30 @@ def start_registry(
     elif users:
         htpasswd(workdir / "htpasswd", users)
         config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(workdir / "htpasswd")}}
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     config.update(extra or {})
     (workdir / "config.yml").write_text(yaml.safe_dump(config))
     # The S3 driver's SDK fails on AWS_CA_BUNDLE with a custom transport; the registry needs none.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     process = start([binary, "serve", str(workdir / "config.yml")], workdir / "registry.log", env=env)
+    scheme = "https" if tls else "http"
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/v2/")
+        wait_for_http(f"{scheme}://127.0.0.1:{port}/v2/", context=ssl._create_unverified_context() if tls else None)
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"docker-registry did not start: {process.log()[-2000:]}")
-    return Registry(port, workdir, process, users)
+    leakcheck.forbid_in_answers(f"127.0.0.1:{port}")
+    return Registry(port, workdir, process, scheme=scheme, users=users)
 
 
 def skopeo(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     require_binary("skopeo")
-    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check, timeout=timeout)
+    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False, timeout=timeout)
+    leakcheck.record_client_output(result.args, result.stdout + result.stderr)
+    if check:
+        result.check_returncode()
+    return result
 
 
 def clear_skopeo_cache() -> None:
@@ -231,7 +245,7 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
         "-s", str(REPO_ROOT / "addon" / "proxy.py"),
         "--set", f"authmirror_config={config_path}",
         "--set", f"confdir={state_dir / 'mitmproxy'}",
-        "--set", "termlog_verbosity=info",
+        "--set", "termlog_verbosity=debug",  # every level: tests check the log for leaks
         *(extra_args or []),
     ]
     process = start(args, state_dir / "mitmdump.log", env={**os.environ, **(env or {})}, cwd=state_dir)
@@ -240,4 +254,6 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
     except RuntimeError:
         process.stop()
         raise RuntimeError(f"mitmdump did not start: {process.log()[-3000:]}")
-    return MirrorProcess(port, workdir, process, config_path)
+    mirror = MirrorProcess(port, workdir, process, config_path=config_path)
+    leakcheck.MIRRORS.append(mirror)
+    return mirror

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from . import localhttp
+from . import leakcheck, localhttp
 from .localhttp import reply_json, serve
 
 SERVICE = "test-registry"
@@ -80,7 +80,9 @@ class TokenServer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": account, "aud": self.service, "exp": now + self.expires_in, "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
+        token = jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": [self._x5c]})
+        leakcheck.forbid_everywhere(token)  # an upstream token: never shown to clients, never logged
+        return token
 
     def start(self) -> "TokenServer":
         server_ref = self
@@ -112,6 +114,7 @@ class TokenServer:
                 reply_json(self, status, data, headers)
 
         self._server = serve(Handler)
+        leakcheck.forbid_in_answers(self.url.split("//", 1)[1])
         return self
 
     def stop(self) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, ClassVar
 from urllib.parse import urlencode, urlsplit
 
@@ -32,7 +32,7 @@ DISCOVERY_TTL = 3600.0
 class UpstreamAuth:
     """The Authorization to send upstream for one request, and what to invalidate if it is refused."""
 
-    header: str | None
+    header: str | None = field(repr=False)  # the vendor's credential: never in a repr or log
     token: CachedToken | None = None
     cache_key: Any = None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Hashable
 
 MIN_LIFETIME = 60.0
@@ -20,7 +20,7 @@ FRESH_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class CachedToken:
-    value: str
+    value: str = field(repr=False)  # an upstream credential: never in a repr or log
     obtained_at: float
     expires_at: float  # when we stop using it (ahead of the real expiry)
 
