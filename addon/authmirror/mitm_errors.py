@@ -6,7 +6,9 @@ registry client wants OCI error JSON, and the upstream host must never reach a c
 offers no hook for that answer, so the renderer it calls is replaced (once, idempotently).
 
 The `error` hook runs right before mitmproxy renders the answer for that flow; it registers the
-exact error it wants shown under mitmproxy's message text via `expect()`.
+exact error it wants shown via `expect(flow.error.msg, error)`. mitmproxy hands the renderer the
+very same string object it put into `flow.error`, so the key is that object's identity (plus its
+text, against address reuse): two flows failing with the same text never swap their answers.
 """
 
 from __future__ import annotations
@@ -19,20 +21,20 @@ from mitmproxy.proxy.layers.http import _http1, _http2, _http3
 
 from .errors import RegistryError, render_errors
 
-_expected: OrderedDict[str, RegistryError] = OrderedDict()
+_expected: OrderedDict[tuple[int, str], RegistryError] = OrderedDict()
 _MAX_EXPECTED = 1024
 _installed = False
 
 
 def expect(mitmproxy_message: str, error: RegistryError) -> None:
-    """Show `error` when mitmproxy next renders an error page for `mitmproxy_message`."""
-    _expected[mitmproxy_message] = error
+    """Show `error` when mitmproxy renders its error page for this very message object."""
+    _expected[(id(mitmproxy_message), mitmproxy_message)] = error
     while len(_expected) > _MAX_EXPECTED:
         _expected.popitem(last=False)
 
 
 def error_for(status_code: int, message: str) -> RegistryError:
-    expected = _expected.pop(message, None)
+    expected = _expected.pop((id(message), message), None)
     if expected is not None:
         return expected
     if status_code >= 500:

@@ -279,3 +279,15 @@ async def test_referrers_fall_back_to_the_tag_schema(addon_ctx):
     # an unknown repository stays an error
     flow = await run_request(addon, make_flow(f"/v2/proxy/acme/vendor/ghost/referrers/sha256:{'c' * 64}", authorization=basic(VALID)))
     assert flow.response.status_code == 404 and errors_of(flow)[0]["code"] == "NAME_UNKNOWN"
+
+
+def test_same_failure_text_on_two_flows_keeps_each_flows_error():
+    """mitmproxy passes the same message object to the error hook and to the renderer."""
+    from authmirror.errors import RegistryError
+
+    first, second = "server closed connection", "".join(["server closed ", "connection"])  # equal text, two objects
+    assert first == second and first is not second
+    mitm_errors.expect(first, RegistryError("UNAVAILABLE", "registry 'one' failed", status=502))
+    mitm_errors.expect(second, RegistryError("UNAVAILABLE", "registry 'two' failed", status=502))
+    assert "'two'" in mitm_errors.error_for(502, second).message
+    assert "'one'" in mitm_errors.error_for(502, first).message
