@@ -322,7 +322,7 @@ def storage_answer(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext)
 
 
 def replace_error(flow: http.HTTPFlow, context: RequestContext, error: RegistryError) -> None:
-    context.error_code = error.code
+    context.error_code, context.error_message = error.code, error.message
     replace_response(flow, context, error.status, dict(error.headers or {}), lambda _: error.body(context.request_id))
 
 
@@ -352,7 +352,7 @@ def handle_error(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -
     if flow.response is None and context.forwarded:
         error = connection_error(registry_name, message, context.to_storage)
         mitm_errors.expect(message, error)
-        context.error_code, context.status = error.code, error.status
+        context.error_code, context.error_message, context.status = error.code, error.message, error.status
     elif context.forwarded:
         # The answer had started: the client sees a broken transfer, never a complete-looking one.
         context.error_code = "UNAVAILABLE"
@@ -427,6 +427,7 @@ def pull_event(flow: http.HTTPFlow, context: RequestContext, status: int) -> Pul
         method=flow.request.method,
         status=status,
         error_code=context.error_code,
+        error=context.error_message,
         bytes=context.bytes,
         duration_ms=context.elapsed_ms,
         client_ip=peer[0] if peer else None,

@@ -44,7 +44,7 @@ class Mirror:
         previous = tuple(load_public_key(spec) for spec in config.token.previous_keys)
         issuer = TokenIssuer(private_key, config.token.ttl_seconds, previous, clock)
         upstreams = {(r.app, r.name): make_upstream(r, clock=clock) for r in config.registries()}
-        pull_log = PullLog(config.pull_log)
+        pull_log = PullLog(config.pull_log, config.pull_log_rotation)
         pull_log.open()
         sealer = RedirectSealer(derive_key(private_key, b"blob redirect"), clock=clock)
         return cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock)
