@@ -53,6 +53,30 @@ MEASURES: tuple[Measure, ...] = (
 MEASURE_NAMES = tuple(m.name for m in MEASURES)
 
 
+class Cell:
+    """Totals for one (customer, license, image, version, day): what every event is folded into.
+
+    Cells are few (customers × images × versions × days), so each event costs one dict lookup;
+    the groupings are rolled up from the cells when the report is made.
+    """
+
+    __slots__ = ("values", "first_seen", "last_seen")
+
+    def __init__(self, ts: str):
+        self.values: dict[str, int] = dict.fromkeys(MEASURE_NAMES, 0)
+        self.first_seen = ts
+        self.last_seen = ts
+
+    def add(self, ts: str, increments: dict[str, int]) -> None:
+        values = self.values
+        for name, value in increments.items():
+            values[name] += value
+        if ts < self.first_seen:
+            self.first_seen = ts
+        elif ts > self.last_seen:
+            self.last_seen = ts
+
+
 class Row:
     """Totals for one key of a grouping (one customer, one image, one day...)."""
 
@@ -68,20 +92,20 @@ class Row:
         self.first_seen = ""
         self.last_seen = ""
 
-    def add(self, ts: str, increments: dict[str, int], customer: str | None, image: str | None, version: str | None) -> None:
+    def merge(self, cell: Cell, customer: str | None, image: str | None, version: str | None) -> None:
         values = self.values
-        for name, value in increments.items():
+        for name, value in cell.values.items():
             values[name] += value
         if customer:
             self.customers.add(customer)
-        if increments.get("pulls") and image:
+        if cell.values["pulls"] and image:
             self.images.add(image)
             if version:
                 self.versions.add(f"{image}:{version}")
-        if not self.first_seen or ts < self.first_seen:
-            self.first_seen = ts
-        if ts > self.last_seen:
-            self.last_seen = ts
+        if not self.first_seen or cell.first_seen < self.first_seen:
+            self.first_seen = cell.first_seen
+        if cell.last_seen > self.last_seen:
+            self.last_seen = cell.last_seen
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -248,10 +272,9 @@ class Aggregator:
     """Folds events, one at a time, into the report; memory grows with customers × images, not events."""
 
     by: str = "customer"
-    groupings: dict[str, dict[str, Row]] = field(default_factory=dict)
-    totals: Row = field(default_factory=lambda: Row("total"))
     events: int = 0
     challenges: int = 0
+    _cells: dict[tuple, Cell] = field(default_factory=dict)
     _pulls: dict[tuple[str, str], _PullState] = field(default_factory=dict)
     _blob_version: dict[tuple[str, str], str] = field(default_factory=dict)
     _customer_images: dict[tuple[str, str], _CustomerImage] = field(default_factory=dict)
@@ -265,9 +288,6 @@ class Aggregator:
     def __post_init__(self) -> None:
         if self.by not in GROUPINGS:
             raise ValueError(f"cannot group by {self.by!r} (one of {', '.join(GROUPINGS)})")
-        # customer, image and day feed the failure list, the charts and the HTML tables.
-        for name in dict.fromkeys(("customer", "image", "day", self.by)):
-            self.groupings[name] = {}
 
     def add_all(self, events: Iterable[dict]) -> "Aggregator":
         for event in events:
@@ -285,20 +305,30 @@ class Aggregator:
         who = license or f"ip:{event.get('client_ip')}"
         image = image_of(event)
         increments, version = self.increments(event, ts, who, customer, image)
-        self.totals.add(ts, increments, customer, image, version)
-        keys = {
-            "customer": customer or UNKNOWN_LICENSE,
-            "license": license or "(none)",
-            "image": image or NO_IMAGE,
-            "tag": f"{image}:{version or '?'}" if image else NO_IMAGE,
-            "day": ts[:10] or "(no time)",
-        }
-        for name, rows in self.groupings.items():
-            key = keys[name]
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = Row(key, label=(customer or "") if name == "license" else "")
-            row.add(ts, increments, customer, image, version)
+        key = (customer, license, image, version, ts[:10])
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = Cell(ts)
+        cell.add(ts, increments)
+
+    def _roll_up(self) -> tuple[Row, dict[str, dict[str, Row]]]:
+        totals = Row("total")
+        groupings: dict[str, dict[str, Row]] = {name: {} for name in GROUPINGS}
+        for (customer, license, image, version, day), cell in self._cells.items():
+            keys = {
+                "customer": customer or UNKNOWN_LICENSE,
+                "license": license or "(none)",
+                "image": image or NO_IMAGE,
+                "tag": f"{image}:{version or '?'}" if image else NO_IMAGE,
+                "day": day or "(no time)",
+            }
+            totals.merge(cell, customer, image, version)
+            for name, rows in groupings.items():
+                row = rows.get(keys[name])
+                if row is None:
+                    row = rows[keys[name]] = Row(keys[name], label=(customer or "") if name == "license" else "")
+                row.merge(cell, customer, image, version)
+        return totals, groupings
 
     def increments(self, event: dict, ts: str, who: str, customer: str | None, image: str | None) -> tuple[dict[str, int], str | None]:
         """What one event adds to each measure, and the image version it concerns (if known)."""
@@ -331,13 +361,14 @@ class Aggregator:
         reference = str(event.get("reference") or "")
         method = event.get("method")
         key = (who, image)
+        digest = event.get("digest")
         if not is_digest(reference):
-            self._pulls[key] = _PullState(reference, seconds(ts), counted=method == "GET")
-            digest = event.get("digest")
             if digest and is_version(reference):
                 self._version_of_digest[digest] = reference
                 self._versions_of_image[image].add(reference)
-            return method == "GET", reference
+            version = self._version(reference, digest)
+            self._pulls[key] = _PullState(version, seconds(ts), counted=method == "GET")
+            return method == "GET", version
         if method != "GET":
             return False, None
         state = self._pulls.get(key)
@@ -346,7 +377,13 @@ class Aggregator:
                 return False, state.tag  # a platform manifest of the pull just counted
             state.counted = True
             return True, state.tag  # containerd: HEAD by tag, then GET by digest
-        return True, reference  # pinned by digest
+        return True, self._version(reference, digest)  # pinned by digest
+
+    def _version(self, reference: str, digest: str | None) -> str:
+        """A version tag as it is; `latest` or a digest as the version tag seen with the same manifest."""
+        if is_version(reference):
+            return reference
+        return self._version_of_digest.get(digest or "") or self._version_of_digest.get(reference) or reference
 
     def _record_pull(self, customer: str, image: str, version: str, digest: str | None, ts: str) -> None:
         entry = self._customer_images.get((customer, image))
@@ -378,13 +415,14 @@ class Aggregator:
         return new_pull
 
     def report(self, since: str | None = None, until: str | None = None, files: int = 0, skipped_lines: int = 0) -> Report:
-        groupings = {name: sorted_rows(rows.values(), name) for name, rows in self.groupings.items()}
+        totals, rolled_up = self._roll_up()
+        groupings = {name: sorted_rows(rows.values(), name) for name, rows in rolled_up.items()}
         failures = sorted(self._failures.values(), key=lambda f: (-f.failed_pulls, -f.failures, f.customer, f.reason))
         return Report(
             by=self.by,
             rows=groupings[self.by],
             groupings=groupings,
-            totals=self.totals,
+            totals=totals,
             failures=failures,
             versions=self._version_rows(),
             daily_egress={day: dict(sorted(v.items())) for day, v in sorted(self._daily_egress.items())},
@@ -400,10 +438,7 @@ class Aggregator:
     def _version_rows(self) -> list[VersionRow]:
         rows = []
         for (customer, image), entry in self._customer_images.items():
-            version = entry.reference
-            if not is_version(version):
-                # `latest` or a digest: name it by the version tag that had the same manifest, if any.
-                version = self._version_of_digest.get(entry.digest or "", self._version_of_digest.get(version, version))
+            version = self._version(entry.reference, entry.digest)  # a version tag seen after the pull names it too
             known = self._versions_of_image.get(image)
             latest = max(known, key=version_key) if known else None
             behind = bool(latest and is_version(version) and version_key(version) < version_key(latest))

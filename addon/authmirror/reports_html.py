@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import re
 from collections import defaultdict
 from typing import Callable
 
@@ -32,7 +33,10 @@ PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 
 
 def _svg(draw: Callable, width: float, height: float, label: str) -> str:
-    """Draw on a fresh matplotlib Figure (no pyplot global state) and return its <svg> element."""
+    """Draw on a fresh matplotlib Figure (no pyplot global state) and return its <svg> element.
+
+    Inline SVGs share the page's id space: each chart's ids get a prefix of their own.
+    """
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -43,6 +47,8 @@ def _svg(draw: Callable, width: float, height: float, label: str) -> str:
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
+    prefix = re.sub(r"\W+", "-", label.lower()).strip("-") + "-"
+    svg = re.sub(r'(\bid="|href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
     return svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(label)}" ', 1)
 
 
@@ -78,7 +84,7 @@ def _stacked_days(figure, series: dict[str, dict[str, int]], names: list[str], u
         values = [series.get(day, {}).get(name, 0) / scale for day in days]
         axes.bar(positions, values, bottom=bottom, width=0.8, label=name, color=PALETTE[index % len(PALETTE)])
         bottom = [b + v for b, v in zip(bottom, values)]
-    step = max(1, len(days) // 12)
+    step = -(-len(days) // 12)  # at most 12 labels
     axes.set_xticks(positions[::step], [day[5:] for day in days[::step]])
     axes.set_ylabel(unit)
     axes.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=scale == 1))

@@ -26,17 +26,18 @@ class Image:
     registry: str = "vendor"
     repository: str = "vendor/app"
     layers: tuple[int, ...] = (1000, 2000)  # blob sizes (the config blob is 100 bytes)
+    aliases: dict[str, str] = field(default_factory=dict)  # tag -> the tag whose manifest it points at ("latest": "1.1")
 
     @property
     def name(self) -> str:
         return f"{self.app}/{self.registry}/{self.repository}"
 
     def manifest_digest(self, tag: str) -> str:
-        return digest_of(f"{self.name}:{tag}")
+        return digest_of(f"{self.name}:{self.aliases.get(tag, tag)}")
 
     def blobs(self, tag: str) -> list[tuple[str, int]]:
         sizes = [100, *self.layers]
-        return [(digest_of(f"{self.name}:{tag}:blob{i}"), size) for i, size in enumerate(sizes)]
+        return [(digest_of(f"{self.name}:{self.aliases.get(tag, tag)}:blob{i}"), size) for i, size in enumerate(sizes)]
 
     @property
     def pull_bytes(self) -> int:
@@ -83,6 +84,17 @@ class LogBuilder:
             child = digest_of(f"{manifest}:{platform}")
             self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=child, digest=child, bytes=400)
         self._blobs(license, customer, image, tag)
+
+    def pinned_pull(self, license: str, customer: str, image: Image, tag: str) -> None:
+        """A pull by digest (image@sha256:...): GET token, GET manifest by digest, GET blobs."""
+        self.event(license=license, customer=customer, image=image, action="token", method="GET", status=200)
+        manifest = image.manifest_digest(tag)
+        self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=manifest, digest=manifest, bytes=500)
+        self._blobs(license, customer, image, tag)
+
+    def presence_check(self, license: str, customer: str, image: Image, tag: str) -> None:
+        """kubelet/containerd checking a tag with HEAD and finding nothing new: not a pull."""
+        self.event(license=license, customer=customer, image=image, action="manifest", method="HEAD", status=200, reference=tag, digest=image.manifest_digest(tag))
 
     def containerd_pull(self, license: str, customer: str, image: Image, tag: str) -> None:
         """HEAD by tag unauthenticated (401 challenge), POST token, HEAD by tag, GET by digest, GET blobs."""
