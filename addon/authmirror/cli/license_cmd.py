@@ -28,26 +28,33 @@ DEFAULT_VENDOR_KEY = "vendor-license.pem"
 class LicenseFiles:
     file: Path | None
     revoked_file: Path | None
-    public_key_pem: str | None
+    public_key_spec: str | None  # file:PATH / env:NAME / PEM, read only when a command needs it
+    base_dir: Path
     apps: set[str] | None  # the config's apps, when there is a config
 
+    @property
+    def public_key_pem(self) -> str | None:
+        if self.public_key_spec is None:
+            return None
+        return resolve_secret(self.public_key_spec, "licenses.jwt_public_key", self.base_dir, warn_literal=False).value
 
-def license_files(args: argparse.Namespace, need_config: bool = False) -> LicenseFiles:
+
+def license_files(args: argparse.Namespace) -> LicenseFiles:
     """The config's license files, with --file/--revoked-file/--public-key taking precedence."""
     config = None
     try:
         config = load_config(args.config, resolve_secrets=False)
     except ConfigError:
-        if need_config or not (getattr(args, "file", None) or getattr(args, "public_key", None)):
+        if not (getattr(args, "file", None) or getattr(args, "public_key", None)):
             raise
     file = getattr(args, "file", None) or (config.licenses.file if config else None)
     revoked = getattr(args, "revoked_file", None) or (config.licenses.revoked_file if config else None)
-    pem = None
+    spec = None
     if getattr(args, "public_key", None):
-        pem = Path(args.public_key).read_text()
-    elif config is not None and config.raw.get("licenses", {}).get("jwt_public_key"):
-        pem = resolve_secret(config.raw["licenses"]["jwt_public_key"], "licenses.jwt_public_key", config.base_dir, warn_literal=False).value
-    return LicenseFiles(file, revoked, pem, set(config.apps) if config else None)
+        spec = f"file:{Path(args.public_key).absolute()}"
+    elif config is not None:
+        spec = (config.raw.get("licenses") or {}).get("jwt_public_key")
+    return LicenseFiles(file, revoked, spec, config.base_dir if config else Path.cwd(), set(config.apps) if config else None)
 
 
 def register(subparsers, parent) -> None:
@@ -201,9 +208,10 @@ def run_verify(args: argparse.Namespace) -> int:
     revoked = read_revocations(files.revoked_file) if files.revoked_file and files.revoked_file.exists() else frozenset()
     if token.count(".") != 2 and files.file is not None:
         return _verify_file_license(token, files, args.json)
-    verdict = licensesigning.explain(token, files.public_key_pem, licensesigning.revocation_fingerprints(revoked) | revoked, files.apps)
-    if verdict.valid and files.public_key_pem:
-        refusal = licensesigning.mirror_accepts(token, licensesigning.public_key_config(files.public_key_pem, files.revoked_file))
+    pem = files.public_key_pem
+    verdict = licensesigning.explain(token, pem, licensesigning.revocation_fingerprints(revoked) | revoked, files.apps)
+    if verdict.valid and pem:
+        refusal = licensesigning.mirror_accepts(token, licensesigning.public_key_config(pem, files.revoked_file))
         if refusal:  # the mirror has the last word; say so if our explanation missed something
             verdict.valid = False
             verdict.reasons.append(f"the mirror refuses it: {refusal}")
@@ -257,7 +265,7 @@ def run_pull_secret(args: argparse.Namespace) -> int:
     try:
         files = license_files(args)
     except ConfigError:
-        files = LicenseFiles(args.file, args.revoked_file, None, None)  # a literal license needs no config
+        files = LicenseFiles(args.file, args.revoked_file, None, Path.cwd(), None)  # a literal license needs no config
     license = resolve_license(args.license, files)
     if args.format == "docker-config":
         print(json.dumps(pullsecret.docker_config(args.server, license, args.username), indent=2))
