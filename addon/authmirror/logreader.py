@@ -155,22 +155,31 @@ def parse_time(text: str, *, end: bool = False, now: float | None = None) -> str
 
 
 class Follower:
-    """Reads a log's current file as it grows; on rotation finishes the old file, then opens the new one."""
+    """Reads a log's current file as it grows. On rotation it finishes the old file, reads the files
+    rotated after it (several rotations can happen between two polls), then takes the new file."""
+
+    MAX_SNAPSHOT_TRIES = 20
 
     def __init__(self, path: Path):
         self.path = path
         self._stream: IO[bytes] | None = None
         self._inode: int | None = None
         self._partial = b""
-        self._open()
+        self._stream = self._open_current()
 
-    def _open(self) -> None:
+    def _open_current(self) -> IO[bytes] | None:
         try:
-            self._stream = open(self.path, "rb")  # noqa: SIM115 - kept open while following
+            stream = open(self.path, "rb")  # noqa: SIM115 - kept open while following
         except FileNotFoundError:
-            self._stream, self._inode = None, None
-            return
-        self._inode = os.fstat(self._stream.fileno()).st_ino
+            return None
+        self._inode = os.fstat(stream.fileno()).st_ino
+        return stream
+
+    def _path_inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return None
 
     def read_available(self) -> Iterator[bytes]:
         """Complete lines written so far; a half-written line waits for its end."""
@@ -186,13 +195,12 @@ class Follower:
             yield from (line for line in lines if line)
 
     def _rotated(self) -> bool:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
+        inode = self._path_inode()
+        if inode is None:
             return False  # between the rename and the new file: keep reading the old one
-        if st.st_ino != self._inode:
+        if inode != self._inode:
             return True
-        if self._stream is not None and st.st_size < self._stream.tell():
+        if self._stream is not None and os.stat(self.path).st_size < self._stream.tell():
             self._stream.seek(0)  # truncated in place (copytruncate)
             self._partial = b""
         return False
@@ -200,15 +208,68 @@ class Follower:
     def follow(self, poll_seconds: float = 0.5, stop: Callable[[], bool] = lambda: False) -> Iterator[bytes]:
         while not stop():
             yield from self.read_available()
-            if self._stream is None or self._rotated():
-                if self._stream is not None:
-                    yield from self.read_available()  # the old file's last lines, written before the rename
-                    self._stream.close()
-                self._partial = b""
-                self._open()
+            if self._stream is None:
+                self._stream = self._open_current()
                 if self._stream is not None:
                     continue
+            elif self._rotated():
+                yield from self.read_available()  # the old file's last lines, written before the rename
+                yield from self._switch()
+                continue
             time.sleep(poll_seconds)
+
+    def _switch(self) -> Iterator[bytes]:
+        """After a rotation: the files rotated after the one just read (oldest first), then the new file."""
+        newer, current = self._snapshot()
+        assert self._stream is not None
+        self._stream.close()
+        self._stream, self._partial = current, b""
+        self._inode = os.fstat(current.fileno()).st_ino if current else None
+        try:
+            for stream in reversed(newer):
+                yield from (line.rstrip(b"\n") for line in stream if line.strip())
+        finally:
+            for stream in newer:
+                stream.close()
+
+    def _snapshot(self) -> tuple[list[IO[bytes]], IO[bytes] | None]:
+        """Open PATH.1, PATH.2, ... up to the file we followed, and PATH, with no rotation in between
+        (PATH's inode unchanged from start to end); open files no longer care about renames."""
+        for _ in range(self.MAX_SNAPSHOT_TRIES):
+            before = self._path_inode()
+            newer: list[IO[bytes]] = []
+            found = False
+            while not found:
+                try:
+                    stream = open(self.path.with_name(f"{self.path.name}.{len(newer) + 1}"), "rb")  # noqa: SIM115 - caller closes
+                except FileNotFoundError:
+                    break
+                if os.fstat(stream.fileno()).st_ino == self._inode:
+                    stream.close()
+                    found = True
+                else:
+                    newer.append(stream)
+            current = self._open_current_quietly()
+            current_inode = os.fstat(current.fileno()).st_ino if current else None
+            if before == self._path_inode() == current_inode:
+                # Without the old file among the rotated ones (deleted: `keep` exceeded) the order is unknown.
+                return (newer if found else self._close_all(newer)), current
+            self._close_all(newer)
+            if current:
+                current.close()
+        return [], self._open_current_quietly()
+
+    def _open_current_quietly(self) -> IO[bytes] | None:
+        try:
+            return open(self.path, "rb")  # noqa: SIM115 - kept open while following
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _close_all(streams: list[IO[bytes]]) -> list[IO[bytes]]:
+        for stream in streams:
+            stream.close()
+        return []
 
     def close(self) -> None:
         if self._stream is not None:
