@@ -16,6 +16,11 @@ from typing import IO, Callable, Iterable, Iterator
 
 from .errors import AuthMirrorError
 
+try:  # orjson parses pull events about 3x faster; the standard library reads them just as well
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a bare install working
+    _loads = json.loads
+
 # Pull events start with {"ts":"2026-12-04T17:08:12.961Z", (PullEvent.to_json keeps field order):
 # the time window is checked on those bytes before a line is parsed.
 TS_PREFIX = b'{"ts":"'
@@ -74,8 +79,8 @@ def open_log(path: Path) -> IO[bytes]:
 
 def parse_line(line: bytes, stats: ReadStats) -> dict | None:
     try:
-        event = json.loads(line)
-    except ValueError:
+        event = _loads(line)
+    except ValueError:  # orjson.JSONDecodeError is a ValueError too
         event = None
     if not isinstance(event, dict):
         if line.strip():
