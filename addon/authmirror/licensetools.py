@@ -252,8 +252,7 @@ def list_licenses(path: Path | None, revoked_file: Path | None, now: float | Non
             status = "expired"
         else:
             status = "active"
-        expires = lic.expiry_text
-        rows.append(LicenseRow(lic.fingerprint, lic.customer, tuple(sorted(lic.apps)), lic.images, expires, status, "file", lic.id if show_ids else ""))
+        rows.append(LicenseRow(lic.fingerprint, lic.customer, tuple(sorted(lic.apps)), lic.images, lic.expiry_text, status, "file", lic.id if show_ids else ""))
     in_file = {lic.fingerprint for lic in licenses}
     for entry in sorted(revoked - in_file):
         label = entry if entry.startswith("lic_") else fingerprint(entry)

@@ -170,6 +170,11 @@ class Report:
     skipped_lines: int = 0
 
     @property
+    def customers(self) -> int:
+        """Customers seen (an unknown license is nobody's)."""
+        return sum(1 for row in self.groupings["customer"] if row.key != UNKNOWN_LICENSE)
+
+    @property
     def old_versions(self) -> list[VersionRow]:
         return [v for v in self.versions if v.behind]
 
@@ -255,7 +260,7 @@ class _PullState:
 
 @dataclass
 class _CustomerImage:
-    reference: str = ""
+    version: str = ""
     digest: str | None = None
     pulls: int = 0
     last_pull: str = ""
@@ -391,7 +396,7 @@ class Aggregator:
             entry = self._customer_images[(customer, image)] = _CustomerImage()
         entry.pulls += 1
         if ts >= entry.last_pull:
-            entry.reference, entry.digest, entry.last_pull = version, digest, ts
+            entry.version, entry.digest, entry.last_pull = version, digest, ts
 
     def _failed(self, event: dict, ts: str, who: str, customer: str, image: str | None) -> bool:
         """Count the failure; True when it starts a new failed pull."""
@@ -438,7 +443,7 @@ class Aggregator:
     def _version_rows(self) -> list[VersionRow]:
         rows = []
         for (customer, image), entry in self._customer_images.items():
-            version = self._version(entry.reference, entry.digest)  # a version tag seen after the pull names it too
+            version = self._version(entry.version, entry.digest)  # a version tag seen after the pull names it too
             known = self._versions_of_image.get(image)
             latest = max(known, key=version_key) if known else None
             behind = bool(latest and is_version(version) and version_key(version) < version_key(latest))

@@ -23,6 +23,7 @@ CHART_STYLE = {
     "svg.hashsalt": "authmirror",  # stable ids, so the same report gives the same file
     "font.family": "sans-serif",
     "font.size": 9,
+    "text.parse_math": False,  # a '$' in a customer's name is just a '$'
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
@@ -82,7 +83,8 @@ def _stacked_days(figure, series: dict[str, dict[str, int]], names: list[str], u
     bottom = [0.0] * len(days)
     for index, name in enumerate(names):
         values = [series.get(day, {}).get(name, 0) / scale for day in days]
-        axes.bar(positions, values, bottom=bottom, width=0.8, label=name, color=PALETTE[index % len(PALETTE)])
+        label = f" {name}" if name.startswith("_") else name  # matplotlib hides labels starting with '_'
+        axes.bar(positions, values, bottom=bottom, width=0.8, label=label, color=PALETTE[index % len(PALETTE)])
         bottom = [b + v for b, v in zip(bottom, values)]
     step = -(-len(days) // 12)  # at most 12 labels
     axes.set_xticks(positions[::step], [day[5:] for day in days[::step]])
@@ -159,12 +161,14 @@ def _table(table_id: str, header: list[tuple[str, str]], rows: list[str], captio
 def grouping_table(report: Report, grouping: str) -> str:
     rows = report.groupings[grouping]
     header = [(GROUP_TITLES[grouping], "text")] + ([("customer", "text")] if grouping == "license" else [])
-    header += [(m.title, "num") for m in MEASURES] + [("images", "num"), ("versions", "num"), ("customers", "num"), ("first seen", "text"), ("last seen", "text")]
+    per_customer = grouping in ("customer", "license")  # a count of customers means nothing there
+    header += [(m.title, "num") for m in MEASURES] + [("images", "num"), ("versions", "num")] + ([] if per_customer else [("customers", "num")])
+    header += [("first seen", "text"), ("last seen", "text")]
     trs = []
     for row in rows:
         cells = [_cell(row.key, row.key)] + ([_cell(row.label, row.label)] if grouping == "license" else [])
         cells += [_cell(human_bytes(row.values[m.name]) if m.unit == "bytes" else f"{row.values[m.name]:,}", row.values[m.name], "num") for m in MEASURES]
-        cells += [_cell(str(len(s)), len(s), "num") for s in (row.images, row.versions, row.customers)]
+        cells += [_cell(str(len(s)), len(s), "num") for s in (row.images, row.versions, *(() if per_customer else (row.customers,)))]
         cells += [_cell(short_time(row.first_seen), row.first_seen), _cell(short_time(row.last_seen), row.last_seen)]
         trs.append(f"<tr>{''.join(cells)}</tr>")
     return _table(f"table-{grouping}", header, trs)
@@ -260,7 +264,7 @@ def render_html(report: Report) -> str:
             _figure("pulls", f"{totals['pulls']:,}", "pulls"),
             _figure("egress", human_bytes(totals["egress_bytes"]), "egress"),
             _figure("failed_pulls", f"{totals['failed_pulls']:,}", "failed pulls"),
-            _figure("customers", f"{len(report.groupings['customer']):,}", "customers"),
+            _figure("customers", f"{report.customers:,}", "customers"),
             _figure("images", f"{len(report.totals.images):,}", "images"),
             _figure("old_versions", f"{len(report.old_versions):,}", "on old versions"),
         ]

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from .reports import MEASURES, Report, Row
+from .reports import MEASURES, Report, Row, image_of, is_challenge
 
 GROUP_TITLES = {"customer": "customer", "license": "license", "image": "image", "tag": "image:version", "day": "day"}
 
@@ -62,7 +62,7 @@ def render_table(report: Report) -> str:
         + (f"; {report.skipped_lines} unreadable line{'s' if report.skipped_lines != 1 else ''} skipped" if report.skipped_lines else "")
         + ")",
         f"{totals['pulls']:,} pulls, {human_bytes(totals['egress_bytes'])} egress, {totals['failed_pulls']:,} failed pulls"
-        f" ({totals['failures']:,} failed requests), {len(report.groupings['customer'])} customers, {len(report.totals.images)} images",
+        f" ({totals['failures']:,} failed requests), {report.customers} customers, {len(report.totals.images)} images",
         "",
         f"By {GROUP_TITLES[report.by]}",
         *align(table_columns(report.by), [table_cells(row, report.by) for row in report.rows], numeric_columns(report.by)),
@@ -98,8 +98,6 @@ def render_json(report: Report) -> str:
 
 def event_line(event: dict) -> str:
     """One pull event, readably: when, who, what, and how it ended."""
-    from .reports import image_of, is_challenge
-
     when = str(event.get("ts") or "")[:19].replace("T", " ")
     who = event.get("customer") or ("(unknown license)" if event.get("error_code") and not is_challenge(event) else "-")
     what = event.get("action") or "?"

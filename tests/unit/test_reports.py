@@ -186,7 +186,7 @@ def test_table_and_csv_output(tmp_path, capsys):
     path = scenario().write(tmp_path / "pulls.jsonl")
     assert main(["report", "--log", str(path)]) == 0
     table = capsys.readouterr().out
-    assert "7 pulls, 23.1 KiB egress, 3 failed pulls (7 failed requests), 4 customers, 2 images" in table
+    assert "7 pulls, 23.1 KiB egress, 3 failed pulls (7 failed requests), 3 customers, 2 images" in table
     assert "Hooli failed 2 pulls: license for Hooli expired on 2024-01-31 (DENIED)" in table
     assert "Customers on old versions" in table and "Globex Corp" in table.split("Customers on old versions")[1]
     assert main(["report", "--log", str(path), "--format", "csv", "--by", "image"]) == 0

@@ -110,7 +110,7 @@ def register(subparsers, parent) -> None:
     verify.add_argument("--json", action="store_true")
 
     secret = sub("pull-secret", "print a Kubernetes image pull secret (or docker config.json) holding a license", run_pull_secret)
-    secret.add_argument("--license", required=True, help="the license id or signed token, or a fingerprint from `license ls`")
+    secret.add_argument("--license", required=True, help="the license id or signed token, a fingerprint from `license ls`, or - to read it from stdin")
     secret.add_argument("--server", required=True, help="the mirror's host[:port] as customers reach it")
     secret.add_argument("--namespace", help="Kubernetes namespace for the Secret")
     secret.add_argument("--name", default="authmirror-pull", help="Secret name (default authmirror-pull)")
@@ -266,7 +266,7 @@ def run_pull_secret(args: argparse.Namespace) -> int:
         files = license_files(args)
     except ConfigError:
         files = LicenseFiles(args.file, args.revoked_file, None, Path.cwd(), None)  # a literal license needs no config
-    license = resolve_license(args.license, files)
+    license = resolve_license(sys.stdin.read().strip() if args.license == "-" else args.license, files)
     if args.format == "docker-config":
         print(json.dumps(pullsecret.docker_config(args.server, license, args.username), indent=2))
     else:

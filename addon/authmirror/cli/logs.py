@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     recent: deque[dict] = deque(maxlen=max(args.lines, 0))
     follower = Follower(path)  # opened first: what is written from now on is followed, nothing in between is lost
     try:
-        for rotated in log_files(path)[:-1] if path.exists() else log_files(path):
+        history = log_files(path)
+        if path.exists():
+            history = history[:-1]  # the current file is read through the follower
+        for rotated in history:
             with open_log(rotated) as stream:
                 recent.extend(e for e in (parse_line(line, stats) for line in stream) if e is not None and matches(e))
         recent.extend(e for e in (parse_line(line, stats) for line in follower.read_available()) if e is not None and matches(e))
