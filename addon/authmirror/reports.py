@@ -10,6 +10,8 @@ The units are what a vendor means, not what the wire shows:
   pull; an unknown license is a failure (of "(unknown license)").
 - A *failed pull* is a run of failures by one license (without one: one client address) for one
   image, within FAILURE_WINDOW of the run's first failure; its reason is that first failure's.
+- `authmirror registry test --via-proxy` checks (their own User-Agent) are counted apart, not as
+  pulls: a vendor's health checks must not look like customer usage.
 - A customer's *version* of an image is the tag they pulled last (a digest or a tag such as
   `latest` counts as the version tag that had the same digest); *old* means lower than the
   highest version tag anyone pulled.
@@ -33,6 +35,7 @@ UNKNOWN_LICENSE = "(unknown license)"
 NO_IMAGE = "(no image)"
 # 401s without a license that are real failures (a wrong password), not the challenge every pull starts with.
 FAILED_LOGIN_MESSAGES = ("unknown license", "the license this token was issued for is no longer known")
+CHECK_USER_AGENTS = ("authmirror-registry-test/",)  # the vendor's own `registry test --via-proxy`
 _VERSION_RE = re.compile(r"^[vV]?\d+(\.\d+)*([-+_.][0-9A-Za-z.+_-]*)?$")
 
 
@@ -164,6 +167,7 @@ class Report:
     daily_failed_pulls: dict[str, dict[str, int]]  # day -> error code -> failed pulls
     events: int
     challenges: int
+    checks: int = 0
     since: str | None = None
     until: str | None = None
     files: int = 0
@@ -184,6 +188,7 @@ class Report:
             "period": {"since": self.since, "until": self.until, "first_event": self.totals.first_seen or None, "last_event": self.totals.last_seen or None},
             "events": self.events,
             "challenges": self.challenges,
+            "checks": self.checks,
             "files": self.files,
             "skipped_lines": self.skipped_lines,
             "measures": [m.__dict__ for m in MEASURES],
@@ -279,6 +284,7 @@ class Aggregator:
     by: str = "customer"
     events: int = 0
     challenges: int = 0
+    checks: int = 0
     _cells: dict[tuple, Cell] = field(default_factory=dict)
     _pulls: dict[tuple[str, str], _PullState] = field(default_factory=dict)
     _blob_version: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -303,6 +309,9 @@ class Aggregator:
         self.events += 1
         if is_challenge(event):
             self.challenges += 1
+            return
+        if str(event.get("user_agent") or "").startswith(CHECK_USER_AGENTS):
+            self.checks += 1
             return
         ts = str(event.get("ts") or "")
         license = event.get("license")
@@ -434,6 +443,7 @@ class Aggregator:
             daily_failed_pulls={day: dict(sorted(v.items())) for day, v in sorted(self._daily_failed.items())},
             events=self.events,
             challenges=self.challenges,
+            checks=self.checks,
             since=since,
             until=until,
             files=files,

@@ -60,6 +60,7 @@ def render_table(report: Report) -> str:
         f"Pull report, {short_time(report.totals.first_seen)} .. {short_time(report.totals.last_seen)} UTC"
         f" ({report.events:,} events from {report.files} file{'s' if report.files != 1 else ''}"
         + (f"; {report.skipped_lines} unreadable line{'s' if report.skipped_lines != 1 else ''} skipped" if report.skipped_lines else "")
+        + (f"; {report.checks:,} registry-test requests not counted" if report.checks else "")
         + ")",
         f"{totals['pulls']:,} pulls, {human_bytes(totals['egress_bytes'])} egress, {totals['failed_pulls']:,} failed pulls"
         f" ({totals['failures']:,} failed requests), {report.customers} customers, {len(report.totals.images)} images",

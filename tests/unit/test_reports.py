@@ -114,6 +114,17 @@ def test_blob_bytes_of_tag_grouping_follow_the_pull():
     assert rows[f"{DB.name}:2.0"].values["egress_bytes"] == PULL_BYTES["db"]
 
 
+def test_registry_test_checks_are_not_usage():
+    log = scenario()
+    checks = LogBuilder(now=log.now)
+    checks.skopeo_pull(GLOBEX, "Globex Corp", APP, "1.1")
+    for event in checks.events:
+        event["user_agent"] = "authmirror-registry-test/0.1.0"
+    report = summarise(log.events + checks.events)
+    assert report.checks == len(checks.events) == 5
+    assert rows_by_key(report)["Globex Corp"].values["pulls"] == 4
+
+
 def test_version_order():
     assert sorted(["1.10", "1.9", "1.9-rc1", "v2.0", "1.0.1"], key=version_key) == ["1.0.1", "1.9-rc1", "1.9", "1.10", "v2.0"]
 
