@@ -190,6 +190,9 @@ def test_report_and_logs_of_real_pulls(licensed, built, tmp_path, capsys):
     [version] = [v for v in report["versions"] if v["customer"] == "Report Co"]
     assert version["version"] == "1.0" and version["image"] == "acme/vendor/vendor/app"
 
+    listed = json.loads(cli("license", "ls", "-c", config_of(licensed), "--json")[1])
+    assert {e["license"] for e in new} == {r["fingerprint"] for r in listed if r["customer"] == "Report Co"}  # same fingerprint
+
     code, out, _ = cli("logs", "-c", config_of(licensed), "--customer", "report co", "-n", "50")
     assert code == 0
     assert "Report Co  GET manifest acme/vendor/vendor/app:1.0  200" in out

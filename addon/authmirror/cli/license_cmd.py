@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,8 @@ def run_add(args: argparse.Namespace) -> int:
     if files.apps is not None and set(args.apps) - files.apps:
         print(f"authmirror: warning: app(s) not in the config: {', '.join(sorted(set(args.apps) - files.apps))}", file=sys.stderr)
     license = licensetools.add_license(_licenses_file(files), args.customer, args.apps, expires, args.images, args.note, args.id)
+    if license.expired(time.time()):
+        print(f"authmirror: warning: this license expired on {license.expiry_text}: the mirror will refuse it", file=sys.stderr)
     if args.json:
         print(json.dumps({"id": license.id, "fingerprint": license.fingerprint, "customer": license.customer, "apps": sorted(license.apps), "expires": license.expiry_text}))
     else:
