@@ -54,23 +54,29 @@ def numeric_columns(by: str) -> frozenset[int]:
     return frozenset(range(first, first + len(MEASURES) + 2))
 
 
+def count(number: int, noun: str) -> str:
+    """'1 pull', '14 pulls', '1 failed request'."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
 def render_table(report: Report) -> str:
     totals = report.totals.values
+    read = [count(report.events, "event") + " from " + count(report.files, "file")]
+    if report.skipped_lines:
+        read.append(count(report.skipped_lines, "unreadable line") + " skipped")
+    if report.checks:
+        read.append(count(report.checks, "registry-test request") + " not counted")
     out = [
-        f"Pull report, {short_time(report.totals.first_seen)} .. {short_time(report.totals.last_seen)} UTC"
-        f" ({report.events:,} events from {report.files} file{'s' if report.files != 1 else ''}"
-        + (f"; {report.skipped_lines} unreadable line{'s' if report.skipped_lines != 1 else ''} skipped" if report.skipped_lines else "")
-        + (f"; {report.checks:,} registry-test requests not counted" if report.checks else "")
-        + ")",
-        f"{totals['pulls']:,} pulls, {human_bytes(totals['egress_bytes'])} egress, {totals['failed_pulls']:,} failed pulls"
-        f" ({totals['failures']:,} failed requests), {report.customers} customers, {len(report.totals.images)} images",
+        f"Pull report, {short_time(report.totals.first_seen)} .. {short_time(report.totals.last_seen)} UTC ({'; '.join(read)})",
+        f"{count(totals['pulls'], 'pull')}, {human_bytes(totals['egress_bytes'])} egress, {count(totals['failed_pulls'], 'failed pull')}"
+        f" ({count(totals['failures'], 'failed request')}), {count(report.customers, 'customer')}, {count(len(report.totals.images), 'image')}",
         "",
         f"By {GROUP_TITLES[report.by]}",
         *align(table_columns(report.by), [table_cells(row, report.by) for row in report.rows], numeric_columns(report.by)),
     ]
     if report.failures:
         out += ["", "Failures"]
-        out += [f"  {f.sentence()} [{f.failures:,} requests, last {short_time(f.last_seen)}]" for f in report.failures]
+        out += [f"  {f.sentence()} [{count(f.failures, 'request')}, last {short_time(f.last_seen)}]" for f in report.failures]
     if report.old_versions:
         out += ["", "Customers on old versions"]
         lines = align(
