@@ -94,6 +94,13 @@ def events_of(mirror) -> list[dict]:
     return list(read_events(expand_logs([mirror.workdir / "pulls.jsonl"]), ReadStats()))
 
 
+def events_when(mirror, condition) -> list[dict]:
+    """The events once condition(events) holds: an event is written when mitmproxy has finished
+    the answer, which can be a moment after the client has what it needs and has moved on."""
+    wait_for(lambda: condition(events_of(mirror)), "the pull events")
+    return events_of(mirror)
+
+
 def test_license_edits_take_effect_without_restart(licensed, tmp_path):
     pid = licensed.process.popen.pid
     license = add_license(licensed, "Wayne Enterprises")
@@ -124,7 +131,8 @@ def test_signed_licenses_through_the_mirror(licensed, workdir, tmp_path):
 
     valid = issue("--expires", "2030-12-31", "--images", "vendor/app")
     pull(licensed, tmp_path / "valid", valid)
-    [event] = [e for e in events_of(licensed) if e["customer"] == "Soylent Signed" and e["action"] == "manifest"]
+    signed_manifests = lambda events: [e for e in events if e["customer"] == "Soylent Signed" and e["action"] == "manifest"]  # noqa: E731
+    [event] = signed_manifests(events_when(licensed, signed_manifests))
     assert event["license"].startswith("lic_") and valid not in json.dumps(events_of(licensed))
 
     expired = issue("--expires", "2024-01-31")
@@ -163,7 +171,7 @@ def test_pull_secret_accepted_by_skopeo(licensed, tmp_path):
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
     (tmp_path / "from-secret.json").write_bytes(base64.b64decode(secret["data"][".dockerconfigjson"]))
     pull(licensed, tmp_path / "via-secret", authfile=tmp_path / "from-secret.json")
-    assert any(e["customer"] == "Cyberdyne" and e["action"] == "manifest" and e["status"] == 200 for e in events_of(licensed))
+    events_when(licensed, lambda events: any(e["customer"] == "Cyberdyne" and e["action"] == "manifest" and e["status"] == 200 for e in events))
 
 
 def test_report_and_logs_of_real_pulls(licensed, built, tmp_path, capsys):
@@ -175,9 +183,16 @@ def test_report_and_logs_of_real_pulls(licensed, built, tmp_path, capsys):
     assert pull(licensed, tmp_path / "missing", license, tag="9.9.9", check=False).returncode != 0
     image = built.single
     pulled_bytes = image.config.size + sum(layer.size for layer in image.layers)
-    new = [e for e in events_of(licensed) if e["request_id"] not in before and e.get("customer") == "Report Co"]
-    blob_gets = [e for e in new if e["action"] == "blob" and e["method"] == "GET" and e["status"] == 200]
-    assert sum(e["bytes"] for e in blob_gets) == 2 * pulled_bytes  # the events are right, so the report can be
+
+    def blob_bytes(events):
+        return sum(e["bytes"] for e in events if e["request_id"] not in before and e.get("customer") == "Report Co" and e["action"] == "blob" and e["status"] == 200)
+
+    def failed_manifest(events):
+        return any(e.get("customer") == "Report Co" and e.get("error_code") == "MANIFEST_UNKNOWN" for e in events)
+
+    events = events_when(licensed, lambda events: blob_bytes(events) >= 2 * pulled_bytes and failed_manifest(events))
+    assert blob_bytes(events) == 2 * pulled_bytes  # the events are right, so the report can be
+    new = [e for e in events if e["request_id"] not in before and e.get("customer") == "Report Co"]
 
     code, out, _ = cli("report", "-c", config_of(licensed), "--json")  # the log comes from the config, rotated files too
     assert code == 0
