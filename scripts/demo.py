@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +53,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="authmirror-demo-"))
     pull_log = REPO / "examples" / "pulls.jsonl"
     log_start = pull_log.stat().st_size if pull_log.exists() else 0
+    demo_start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
     started: list = []
     try:
         step("building a demo image (3 layers) as an OCI layout")
@@ -95,6 +98,10 @@ def main() -> int:
             for line in f:
                 e = json.loads(line)
                 print(f"    {e['ts']} {e['customer'] or '-':12} {e['action']:8} {e['method']:4} {e['status']} {e['bytes']:>9} B  {e['repository'] or ''} {(e['reference'] or '')[:19]} {e['error_code'] or ''}")
+
+        step(f"usage report: authmirror report --since {demo_start}")
+        report = subprocess.run([str(Path(sys.executable).parent / "authmirror"), "report", "-c", str(EXAMPLE_CONFIG), "--since", demo_start], capture_output=True, text=True)
+        print("\n".join("    " + line for line in (report.stdout or report.stderr).splitlines()))
         return 0 if ok else 1
     finally:
         step("stopping everything the demo started")

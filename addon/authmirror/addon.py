@@ -156,7 +156,7 @@ class AuthMirror:
             self.injector.discard(flow)
 
     def _answer_error(self, flow: http.HTTPFlow, context, error: RegistryError) -> None:
-        context.error_code = error.code
+        context.error_code, context.error_message = error.code, error.message
         if isinstance(error, LicenseRefused) and error.license is not None:
             context.license = error.license  # refusals count against the customer in reports
         if isinstance(error, UnknownLicense) and self.mirror is not None:

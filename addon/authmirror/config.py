@@ -100,6 +100,14 @@ class LicensesConfig:
 
 
 @dataclass(frozen=True)
+class LogRotation:
+    """Rotate the pull log when it would grow past max_size; keep this many rotated files."""
+
+    max_size: int
+    keep: int
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     listen: Listen
@@ -114,6 +122,7 @@ class Config:
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    pull_log_rotation: LogRotation | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -176,13 +185,7 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
 
     licenses = _parse_licenses(raw.get("licenses"), base_dir, resolve_secrets)
 
-    pull_log_raw = raw.get("pull_log", "pulls.jsonl")
-    if pull_log_raw in (None, False, ""):
-        pull_log = None
-    elif isinstance(pull_log_raw, str):
-        pull_log = Path("-") if pull_log_raw == "-" else resolve_path(pull_log_raw, base_dir)
-    else:
-        raise ConfigError("pull_log", "must be a file path, '-' for stdout, or empty to disable")
+    pull_log, pull_log_rotation = _parse_pull_log(raw.get("pull_log", "pulls.jsonl"), base_dir)
 
     blob_redirects = raw.get("blob_redirects", "follow")
     if blob_redirects not in BLOB_REDIRECT_MODES:
@@ -221,6 +224,7 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
         timeouts=parse_timeouts(raw.get("timeouts")),
         limits=parse_limits(raw.get("limits")),
         tls=tls,
+        pull_log_rotation=pull_log_rotation,
         raw=raw,
     )
 
@@ -255,6 +259,29 @@ def parse_size(value: Any, key: str) -> int:
     unit = (match.group(2) or "B").upper()[0]
     power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
     return int(float(match.group(1)) * 1024**power)
+
+
+def _parse_pull_log(value: Any, base_dir: Path) -> tuple[Path | None, LogRotation | None]:
+    """`pull_log: PATH` or `pull_log: {path: PATH, max_size: 100MiB, keep: 5}` (rotated by size)."""
+    if value in (None, False, ""):
+        return None, None
+    if isinstance(value, str):
+        return (Path("-") if value == "-" else resolve_path(value, base_dir)), None
+    if not isinstance(value, dict):
+        raise ConfigError("pull_log", "must be a file path, '-' for stdout, a mapping {path, max_size, keep}, or empty to disable")
+    _no_unknown(value, {"path", "max_size", "keep"}, "pull_log")
+    path = value.get("path")
+    if not isinstance(path, str) or not path or path == "-":
+        raise ConfigError("pull_log.path", "must be a file path (rotation needs a file)")
+    if "max_size" not in value:
+        raise ConfigError("pull_log.max_size", "required to rotate the pull log (e.g. 100MiB)")
+    max_size = parse_size(value["max_size"], "pull_log.max_size")
+    if max_size < 1024:
+        raise ConfigError("pull_log.max_size", "must be at least 1KiB")
+    keep = value.get("keep", 5)
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep <= 1000:
+        raise ConfigError("pull_log.keep", "must be an integer between 1 and 1000 (rotated files kept)")
+    return resolve_path(path, base_dir), LogRotation(max_size, keep)
 
 
 def _parse_licenses(value: Any, base_dir: Path, resolve_secrets: bool) -> LicensesConfig:

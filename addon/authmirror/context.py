@@ -44,6 +44,7 @@ class RequestContext:
     bytes: int = 0
     digest: str | None = None
     error_code: str | None = None
+    error_message: str | None = None  # what the client was told, for the pull event
     status: int | None = None  # status the client got, when it differs from flow.response
     cache: str | None = None
     replacement: Any = None  # a ReplacementBody when we answered instead of the upstream

@@ -150,7 +150,7 @@ def replace_with_error(flow: http.HTTPFlow, context: RequestContext, upstream_st
 
     def render(body: bytes) -> bytes:
         error = translate(body)
-        context.error_code = error.code
+        context.error_code, context.error_message = error.code, error.message
         return error.body(context.request_id)
 
     replace_response(flow, context, preview.status, dict(preview.headers or {}), render)

@@ -331,7 +331,7 @@ def storage_answer(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext)
 
 
 def replace_error(flow: http.HTTPFlow, context: RequestContext, error: RegistryError) -> None:
-    context.error_code = error.code
+    context.error_code, context.error_message = error.code, error.message
     replace_response(flow, context, error.status, dict(error.headers or {}), lambda _: error.body(context.request_id))
 
 
@@ -362,7 +362,7 @@ def handle_error(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -
         # Nothing reached the client yet (no answer, or a buffered one): it gets an OCI error.
         error = context.extra.get(ABORTED_KEY) or connection_error(registry_name, message, context.to_storage)
         mitm_errors.expect(message, error)
-        context.error_code, context.status = error.code, error.status
+        context.error_code, context.error_message, context.status = error.code, error.message, error.status
     elif context.forwarded:
         # The answer had started: the client sees a broken transfer, never a complete-looking one.
         context.error_code = "UNAVAILABLE"
@@ -437,6 +437,7 @@ def pull_event(flow: http.HTTPFlow, context: RequestContext, status: int) -> Pul
         method=flow.request.method,
         status=status,
         error_code=context.error_code,
+        error=context.error_message,
         bytes=context.bytes,
         duration_ms=context.elapsed_ms,
         client_ip=peer[0] if peer else None,

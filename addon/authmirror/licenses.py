@@ -343,7 +343,8 @@ class LicenseStore:
                 algorithms=JWT_ALGORITHMS,
                 options={"require": ["sub"], "verify_exp": False, "verify_aud": False},
             )
-        except jwt.PyJWTError as e:
+        except (jwt.PyJWTError, TypeError, ValueError) as e:
+            # TypeError: the token's algorithm needs another key type than ours (an ES256 token, an RSA key).
             log.info("rejected a license JWT: %s", e)
             return None
         return license_from_claims(claims)

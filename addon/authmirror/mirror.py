@@ -52,7 +52,7 @@ class Mirror:
         if (http := upstream_http(config.tls)) is not None:
             connection["http"] = http
         upstreams = {(r.app, r.name): make_upstream(r, clock=clock, **connection) for r in config.registries()}
-        pull_log = PullLog(config.pull_log)
+        pull_log = PullLog(config.pull_log, config.pull_log_rotation)
         pull_log.open()
         sealer = RedirectSealer(derive_key(private_key, b"blob redirect"), clock=clock)
         limiter = FailedLicenseLimiter(config.limits)

@@ -1,6 +1,8 @@
 """Pull events: one JSON line per proxied request, appended atomically to the pull log.
 
 NOTE: the shape follows Distribution's notification events (notifications/event.go), flattened.
+Rotation by size (`pull_log: {path, max_size, keep}`) renames PATH to PATH.1 (PATH.1 to PATH.2, ...)
+under the same lock as the writes, so every line lands whole in exactly one file.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import LogRotation
 from .errors import ConfigError
 
 log = logging.getLogger("authmirror.pulllog")
@@ -37,6 +41,7 @@ class PullEvent:
     method: str = ""
     status: int = 0
     error_code: str | None = None
+    error: str | None = None  # the message the client got (never a secret: messages are client-facing)
     bytes: int = 0
     duration_ms: float = 0.0
     client_ip: str | None = None
@@ -57,11 +62,18 @@ def utc_timestamp(epoch: float) -> str:
 
 
 class PullLog:
-    """Appends events with one write() each on an O_APPEND descriptor: lines are never torn."""
+    """Appends events with one write() each on an O_APPEND descriptor: lines are never torn.
 
-    def __init__(self, path: Path | None):
+    With a rotation, a write that would take the file past max_size first renames it to PATH.1
+    and opens a fresh PATH; a failed rotation keeps writing to the old file (nothing is lost).
+    """
+
+    def __init__(self, path: Path | None, rotation: LogRotation | None = None):
         self.path = path
+        self.rotation = rotation
         self._fd: int | None = None
+        self._size = 0
+        self._lock = threading.Lock()  # the event loop is the only writer; the lock makes threads safe too
         self.failures = 0
 
     def open(self) -> None:
@@ -69,9 +81,15 @@ class PullLog:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd = self._open_file()
         except OSError as e:
             raise ConfigError("pull_log", f"cannot open {self.path} for appending: {e.strerror}") from None
+
+    def _open_file(self) -> int:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._size = os.fstat(fd).st_size
+        return fd
 
     def write(self, event: PullEvent) -> None:
         line = (event.to_json() + "\n").encode()
@@ -81,17 +99,45 @@ class PullLog:
             sys.stdout.write(line.decode())
             sys.stdout.flush()
             return
+        with self._lock:
+            try:
+                assert self._fd is not None, "pull log not opened"
+                if self.rotation and self._size and self._size + len(line) > self.rotation.max_size:
+                    self._rotate()
+                written = os.write(self._fd, line)
+                self._size += written
+                if written != len(line):
+                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+            except OSError as e:
+                # Loud, not fatal: losing usage data must be visible, but pulls keep working.
+                self.failures += 1
+                log.error("PULL LOG WRITE FAILED (%s): %s; event lost: %s", self.path, e, event.request_id)
+
+    def _rotate(self) -> None:
+        """PATH.(keep-1) -> PATH.keep ... PATH -> PATH.1, then a new PATH. Called under the lock."""
+        assert self.path is not None and self.rotation is not None and self._fd is not None
         try:
-            assert self._fd is not None, "pull log not opened"
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            for index in range(self.rotation.keep - 1, 0, -1):
+                older = rotated_path(self.path, index)
+                if older.exists():
+                    os.replace(older, rotated_path(self.path, index + 1))
+            if self.path.exists():  # absent only after an earlier, half-done rotation
+                os.replace(self.path, rotated_path(self.path, 1))
+            fresh = self._open_file()
         except OSError as e:
-            # Loud, not fatal: losing usage data must be visible, but pulls keep working.
-            self.failures += 1
-            log.error("PULL LOG WRITE FAILED (%s): %s; event lost: %s", self.path, e, event.request_id)
+            log.error("pull log rotation failed (%s): %s; still writing to the current file", self.path, e)
+            self._size = 0  # try again after another max_size, not on every write
+            return
+        old, self._fd = self._fd, fresh
+        os.close(old)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def rotated_path(path: Path, index: int) -> Path:
+    """PATH.1 is the newest rotated file, PATH.<keep> the oldest."""
+    return path.with_name(f"{path.name}.{index}")

@@ -8,10 +8,10 @@ import sys
 from typing import Sequence
 
 from ..errors import AuthMirrorError, ConfigError
-from . import config_cmd, images, registry, serve
+from . import config_cmd, images, license_cmd, logs, registry, report, serve
 
 # Each command module has register(subparsers, parent) and sets `func` on its parser.
-COMMANDS = [serve, config_cmd, registry, images]
+COMMANDS = [serve, config_cmd, registry, images, report, logs, license_cmd]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
