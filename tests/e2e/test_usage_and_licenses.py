@@ -45,6 +45,8 @@ def licensed(workdir, upstream, token_upstream):
     config = processes.write_mirror_config(
         home, port, mirror_apps(upstream, token_upstream), license_entries(),
         pull_log={"path": "pulls.jsonl", "max_size": "8KiB", "keep": 500},
+        # this mirror is fed forged and unknown licenses on purpose: the per-address limit is tested elsewhere
+        limits={"failed_license_attempts": 0},
     )
     settings = yaml.safe_load(config.read_text())
     settings["licenses"] = {"file": "licenses.yaml", "jwt_public_key": "file:vendor-license.pub", "revoked_file": "revoked.yaml"}
