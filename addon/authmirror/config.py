@@ -329,6 +329,14 @@ def parse_registry_entry(app: str, index: int, value: Any, base_dir: Path) -> Re
     return _parse_registry(app, index, value, base_dir, True)
 
 
+def with_secrets(config: Config, registry: RegistryConfig) -> RegistryConfig:
+    """`registry` of a config read with resolve_secrets=False, its secrets resolved now: tools that
+    check registries one by one thus fail only where a secret is missing. Raises ConfigError naming the key."""
+    index = config.apps[registry.app].registries.index(registry)
+    apps_raw = {str(name): app for name, app in (config.raw.get("apps") or {}).items()}
+    return parse_registry_entry(registry.app, index, apps_raw[registry.app]["registries"][index], config.base_dir)
+
+
 def _parse_registry(app: str, index: int, value: Any, base_dir: Path, resolve_secrets: bool) -> RegistryConfig:
     from .upstreams import provider_class  # late import: providers import this module
 

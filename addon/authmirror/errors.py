@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 # code -> (default HTTP status, default message). Each code is defined here and only here.
@@ -55,6 +55,35 @@ class ConfigError(AuthMirrorError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
+@dataclass(frozen=True)
+class UpstreamDiagnostics:
+    """What the upstream itself said (its status, OCI code and own words, secrets redacted), or why
+    it said nothing (`network`). For the vendor's tools (`registry test`, `config check`) and logs;
+    never rendered to clients: it may name upstream hosts."""
+
+    status: int | None = None
+    code: str = ""
+    message: str = ""
+    retry_after: str | None = None
+    network: str = ""  # no answer: dns | connect | tls | timeout | protocol (httpclient.HttpFailure.kind)
+
+    @classmethod
+    def from_answer(cls, status: int, body: bytes, retry_after: str | None = None, secrets: tuple[str, ...] = ()) -> "UpstreamDiagnostics":
+        """An error answer's status, its first OCI error (or the start of a non-OCI body)."""
+        errors = parse_error_body(body)
+        if errors:
+            code, said = str(errors[0].get("code", "")).upper(), str(errors[0].get("message", ""))
+        else:
+            code, said = "", body[:200].decode("utf-8", "replace")
+        return cls(status, code, redact_secrets(said, secrets), retry_after)
+
+    def describe(self) -> str:
+        """`HTTP 401 UNAUTHORIZED: its message`, or the network failure."""
+        if self.status is None:
+            return self.message
+        return f"HTTP {self.status}{' ' + self.code if self.code else ''}{': ' + self.message if self.message else ''}"
+
+
 @dataclass
 class RegistryError(AuthMirrorError):
     """An error answer for the client: an OCI code, an HTTP status and a human message."""
@@ -64,6 +93,8 @@ class RegistryError(AuthMirrorError):
     status: int = 0
     detail: Any = None
     headers: Mapping[str, str] | None = None
+    # NOTE: never rendered (render_errors leaves it out): the message above is what clients see.
+    diagnostics: UpstreamDiagnostics | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         default_status, default_message = OCI_CODES[self.code]
@@ -108,11 +139,21 @@ def parse_error_body(body: bytes) -> list[dict[str, Any]]:
 _URL_RE = re.compile(r"\b(?:https?://)?[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?::\d+)?(?:/[^\s\"']*)?")
 
 
-def sanitize_upstream_text(text: str, secrets: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> str:
-    """Make an upstream's message safe to show a customer: no hosts, URLs or secrets, bounded length."""
+def _without_secrets(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
+    return text
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """An upstream's message safe for the vendor's eyes and logs: no secrets, one line, bounded length."""
+    return " ".join(_without_secrets(text, secrets).split())[:300]
+
+
+def sanitize_upstream_text(text: str, secrets: tuple[str, ...] = (), hosts: tuple[str, ...] = ()) -> str:
+    """Make an upstream's message safe to show a customer: no hosts, URLs or secrets, bounded length."""
+    text = _without_secrets(text, secrets)
     for host in hosts:
         if host:
             text = text.replace(host, "[upstream]")
@@ -135,8 +176,17 @@ def translate_upstream_error(
 
     `kind` is the request's action (manifest, blob, tags, referrers). The upstream's own
     OCI code is kept when it is meaningful to a client (404s, 400s); auth failures become
-    a 502 that says plainly the *vendor's* credentials were refused.
+    a 502 that says plainly the *vendor's* credentials were refused. What the upstream said,
+    unsanitized but for secrets, stays in `diagnostics` for the vendor's tools.
     """
+    error = _client_error(status, body, registry, kind, retry_after, hosts, secrets)
+    error.diagnostics = UpstreamDiagnostics.from_answer(status, body, retry_after, secrets)
+    return error
+
+
+def _client_error(
+    status: int, body: bytes, registry: str, kind: str, retry_after: str | None, hosts: tuple[str, ...], secrets: tuple[str, ...]
+) -> RegistryError:
     upstream_errors = parse_error_body(body)
     first = upstream_errors[0] if upstream_errors else {}
     upstream_code = str(first.get("code", "")).upper()

@@ -32,6 +32,7 @@ from .forwarding import (
     stream_or_buffer,
     upstream_path,
 )
+from .hints import log_refusal
 from .mirror import Mirror
 from .pulllog import PullEvent, utc_timestamp
 from .ratelimit import client_address, presents_license
@@ -41,7 +42,6 @@ from .routing import Route, parse_route, request_domain, split_name, split_path,
 from .tags import next_link, page_tags, parse_paging, upstream_tags
 from .timeouts import ABORTED_KEY
 from .tokens import bearer_challenge, parse_scope
-from .upstreams.hints import log_refusal
 from .upstreams.ratelimit import parse_rate_limit
 
 log = logging.getLogger("authmirror")
@@ -276,7 +276,8 @@ def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: Request
         context.extra["retry"] = True
         return redirect_client(flow, context, context.client_path)
     if status in (401, 403):
-        log_refusal(context.registry.type, context.registry.name, status, context.request_id)
+        repository = context.upstream.upstream_repository(context.route.repository) if context.route else ""
+        log_refusal(context.registry, repository, status, context.request_id)
     if 300 <= status < 400 and status != 304 and "Location" in response.headers:
         return redirect_blob(mirror, flow, context, storage_location(response, flow.request.url) or "")
     if status >= 300 and status != 304:

@@ -117,7 +117,7 @@ def test_config_check_hints_at_a_new_key(google_mirror, google_env, monkeypatch,
     results = {r["registry"]: r for r in json.loads(capsys.readouterr().out)["registries"]}
     assert results["gcr"]["ok"] and results["gar"]["ok"]
     deleted = results["gcr-deleted-key"]
-    assert not deleted["ok"] and deleted["kind"] == "credentials" and "create a new JSON key" in deleted["hint"]
+    assert not deleted["ok"] and deleted["kind"] == "credentials_unavailable" and "create a new JSON key" in deleted["hint"]
 
 
 class Clock:

@@ -19,6 +19,7 @@ from tests.support.helmcli import write_chart
 pytestmark = pytest.mark.e2e
 
 STEPS = ["resolve", "connect", "credentials", "v2", "manifest", "platforms", "blobs"]
+NEVER_SET = "AUTHMIRROR_TEST_NEVER_EXPORTED"
 PROXY_STEPS = ["resolve", "connect", "v2", "token", "manifest", "platforms", "blobs"]
 
 
@@ -63,6 +64,7 @@ def config(workdir, upstream, token_upstream, faults) -> Path:
                 basic("slow", faults["slow"].url),
                 basic("lost", faults["lost"].url),
                 basic("tls", f"https://{upstream.host}"),
+                basic("unset", upstream.url, f"env:{NEVER_SET}"),  # every test here runs with this one broken
             ]
         }
     }
@@ -128,6 +130,20 @@ def test_wrong_password(capsys, config, registry, auth):
     assert f"check apps.acme.registries[{index}].username and apps.acme.registries[{index}].password" in out
     assert "wrong-pass" in out  # where the password comes from, never the password
     assert "· manifest" in out and "not run" in out
+
+
+def test_a_registry_without_its_secret_fails_only_its_own_images(capsys, config, upstream, monkeypatch):
+    monkeypatch.delenv(NEVER_SET, raising=False)
+    images = [f"{upstream.host}/vendor/app:1.0", "mirror.example.com/proxy/acme/unset/vendor/app:1.0"]
+    code, report = run_json(capsys, "registry", "test", "-c", str(config), "--image", images[0], "--image", images[1])
+    assert code == 2
+    good, unset = report["images"]
+    assert good["ok"] and good["registry"]["name"] == "vendor"
+    assert unset["registry"]["name"] == "unset" and [s["ok"] for s in unset["steps"]] == [False, None, None, None, None, None, None]
+    failure = unset["failure"]
+    assert (failure["step"], failure["kind"], failure["category"]) == ("resolve", "config", "credentials")
+    assert failure["message"] == f"apps.acme.registries[10].password: environment variable {NEVER_SET} is not set"
+    assert "export that variable" in failure["hint"]
 
 
 def test_anonymous_against_a_registry_that_wants_credentials(capsys, config):

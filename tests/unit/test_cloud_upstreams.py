@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from authmirror.config import load_config, parse_registry_entry
-from authmirror.errors import ConfigError, RegistryError, UpstreamError
+from authmirror.errors import ConfigError, RegistryError, UpstreamDiagnostics, UpstreamError, translate_upstream_error
 from authmirror.onboarding.guides import GUIDES, ecr_policy
 from authmirror.pulllog import PullEvent
 from authmirror.upstreams import PROVIDERS, make_upstream
 from authmirror.upstreams.aws import PULL_ACTIONS, failure
 from authmirror.upstreams.ecr import parse_ecr_host
-from authmirror.upstreams.hints import HINTS, KINDS, config_hint, failure_kind, hint
+from authmirror.hints import KINDS, config_hint, failure_kind, hint_for
 from authmirror.upstreams.ratelimit import parse_rate_limit
 
 ECR_URL = "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com"
@@ -28,8 +28,9 @@ def registry(entry: dict, tmp_path: Path = Path("/nonexistent")):
 def test_every_type_has_a_guide_and_the_cloud_types_have_their_own_hints():
     assert set(GUIDES) == set(PROVIDERS)
     for registry_type in ("ecr", "gcr", "gar", "ghcr", "dockerhub", "quay", "acr"):
-        assert hint(registry_type, "credentials") != HINTS["*"]["credentials"], registry_type
-    assert all(hint("basic", kind) for kind in KINDS)
+        assert hint_for(registry_type, "credentials_refused") != hint_for("default", "credentials_refused"), registry_type
+    mirror_only = ("realm_unreachable", "license_refused", "license_denied")
+    assert all(hint_for("basic", kind) for kind in KINDS if kind not in mirror_only)
 
 
 def test_ecr_region_and_registry_id_come_from_the_host():
@@ -169,13 +170,23 @@ def test_ecr_policy_is_valid_json_with_every_pull_action():
 @pytest.mark.parametrize(
     "error, kind",
     [
-        (UpstreamError("UNAUTHORIZED", "the vendor's registry credentials were refused", status=502), "credentials"),
-        (UpstreamError("DENIED", "lack pull permission", status=502), "permission"),
-        (UpstreamError("UNAVAILABLE", "upstream registry 'r': could not reach it: connection refused", status=502), "unreachable"),
+        # What the registry said (kept in the error's diagnostics) decides.
+        (translate_upstream_error(401, b"", registry="r", kind="manifest"), "credentials_refused"),
+        (translate_upstream_error(403, b"", registry="r", kind="manifest"), "permission_denied"),
+        (translate_upstream_error(429, b"", registry="r", kind="manifest", retry_after="9"), "rate_limited"),
+        (translate_upstream_error(500, b"", registry="r", kind="manifest"), "upstream_error"),
+        (translate_upstream_error(404, b'{"errors":[{"code":"NAME_UNKNOWN"}]}', registry="r", kind="manifest"), "repository_not_found"),
+        (UpstreamError("UNAVAILABLE", "could not reach it: connection refused", status=502,
+                       diagnostics=UpstreamDiagnostics(network="connect", message="connection refused")), "connect"),
+        (UpstreamError("UNAVAILABLE", "could not reach it: host name not found", status=502,
+                       diagnostics=UpstreamDiagnostics(network="dns", message="host name not found")), "dns"),
+        # No answer from the registry: the mirror's own refusals and the credential providers.
+        (UpstreamError("UNAUTHORIZED", "Google refused the service account key", status=502), "credentials_unavailable"),
+        (UpstreamError("DENIED", "AWS denied ecr:GetAuthorizationToken", status=502), "permission_denied"),
         (UpstreamError("UNAVAILABLE", "upstream registry 'r': could not reach it: timed out", status=504), "timeout"),
-        (UpstreamError("UNAVAILABLE", "token realm is on host 'x', which is not allowed", status=502), "realm"),
-        (UpstreamError("TOOMANYREQUESTS", "rate limiting", status=429), "rate_limit"),
-        (RegistryError("NAME_UNKNOWN"), "not_found"),
+        (UpstreamError("UNAVAILABLE", "token realm is on host 'x', which is not allowed", status=502), "realm_not_allowed"),
+        (UpstreamError("TOOMANYREQUESTS", "rate limiting", status=429), "rate_limited"),
+        (RegistryError("NAME_UNKNOWN"), "repository_not_found"),
         (UpstreamError("UNAVAILABLE", "failed with HTTP 500", status=502), "upstream_error"),
         (ConfigError("apps.a.registries[0].password", "environment variable X is not set"), "config"),
     ],
@@ -185,13 +196,13 @@ def test_failure_kinds(error, kind):
 
 
 def test_hints_are_type_specific_where_it_matters():
-    assert "ecr:GetAuthorizationToken" in hint("ecr", "permission")
-    assert "roles/artifactregistry.reader" in hint("gar", "permission")
-    assert "read:packages" in hint("ghcr", "credentials")
-    assert "<organization>+<robot>" in hint("quay", "credentials")
-    assert "AcrPull" in hint("acr", "permission")
-    assert "personal access token" in hint("dockerhub", "credentials")
-    assert hint("quay", "unreachable") == HINTS["*"]["unreachable"]
+    assert "ecr:GetAuthorizationToken" in hint_for("ecr", "permission_denied")
+    assert "roles/artifactregistry.reader" in hint_for("gar", "permission_denied")
+    assert "read:packages" in hint_for("ghcr", "credentials_refused")
+    assert "<organization>+<robot>" in hint_for("quay", "credentials_refused")
+    assert "AcrPull" in hint_for("acr", "permission_denied")
+    assert "personal access token" in hint_for("dockerhub", "credentials_refused")
+    assert hint_for("quay", "connect", host="h:1") == hint_for("default", "connect", host="h:1")
 
 
 def test_config_hints():

@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from authmirror.registrytest.hints import HINTS, hint_for, tls_advice
+from authmirror.hints import HINTS, hint_for, tls_advice
 from authmirror.registrytest.model import KIND_CATEGORY, KIND_TITLES, Failure, ImageResult, Step, exit_code
 from authmirror.registrytest.report import ProgressLine, marks_for, render_summary
 from authmirror.registrytest.session import close_matches

@@ -3,10 +3,13 @@ import json
 
 import pytest
 
+from authmirror.config import parse_registry_entry
 from authmirror.errors import sanitize_upstream_text, translate_upstream_error
+from authmirror.upstreams import make_upstream
 from authmirror.tags import page_tags, parse_paging
 from authmirror.upstreams.challenge import parse_challenges, pick_challenge
 from authmirror.upstreams.tokencache import MIN_LIFETIME, TokenCache
+from tests.support.processes import free_port
 
 
 def test_parse_challenges():
@@ -86,6 +89,31 @@ def test_translate_upstream_error(status, upstream_body, kind, code, client_stat
     assert words in error.message
     if status == 429:
         assert error.headers == {"Retry-After": "60"}
+
+
+def test_the_upstreams_own_answer_stays_for_diagnostics_and_never_reaches_clients():
+    said = "token for registry.internal:5000/v2/app refused for user vendor with password hunter22"
+    error = translate_upstream_error(401, body("UNAUTHORIZED", said), registry="vendor", kind="manifest",
+                                     hosts=("registry.internal",), secrets=("hunter22",))
+    diagnostics = error.diagnostics
+    assert (diagnostics.status, diagnostics.code) == (401, "UNAUTHORIZED")
+    assert "registry.internal:5000" in diagnostics.message and "hunter22" not in diagnostics.message
+    assert diagnostics.describe().startswith("HTTP 401 UNAUTHORIZED: token for registry.internal:5000")
+    rendered = error.body("req1").decode()
+    assert "registry.internal" not in rendered and "hunter22" not in rendered and "diagnostics" not in rendered
+    assert "registry.internal" not in repr(error)
+    plain = translate_upstream_error(502, b"<html>bad gateway at lb.internal</html>", registry="vendor", kind="blob")
+    assert plain.diagnostics.message == "<html>bad gateway at lb.internal</html>" and plain.diagnostics.code == ""
+
+
+def test_an_upstream_that_never_answers_says_why_in_its_diagnostics(tmp_path):
+    registry = parse_registry_entry("acme", 0, {"name": "dead", "type": "anonymous", "url": f"http://127.0.0.1:{free_port()}"}, tmp_path)
+    upstream = make_upstream(registry, timeout=2)
+    with pytest.raises(Exception) as caught:
+        asyncio.run(upstream.challenge())
+    error = caught.value
+    assert (error.code, error.status) == ("UNAVAILABLE", 502) and "could not reach it" in error.message
+    assert (error.diagnostics.network, error.diagnostics.status) == ("connect", None)
 
 
 def test_upstream_text_is_scrubbed_of_hosts_urls_and_secrets():

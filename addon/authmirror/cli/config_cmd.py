@@ -10,13 +10,13 @@ import json
 import sys
 from typing import Any
 
-from ..config import Config, load_config, parse_registry_entry
+from ..config import Config, load_config, with_secrets
 from ..errors import ConfigError
+from ..hints import config_hint, failure_kind, hint_for_error, registry_context
 from ..licenses import LicenseStore
 from ..secrets import resolve_secret
 from ..upstreams import make_upstream
 from ..upstreams.check import check_credentials
-from ..upstreams.hints import config_hint, failure_kind, hint
 from .common import add_config_argument
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -30,30 +30,30 @@ def register(subparsers, parent) -> None:
     add_config_argument(check)
     check.add_argument("--offline", action="store_true", help="do not contact the registries")
     check.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    check.add_argument("--timeout", type=float, default=15.0, metavar="S", help="seconds to wait for each answer (default 15)")
     check.set_defaults(func=run_check)
 
 
-def check_registries(config: Config, offline: bool = False) -> list[dict[str, Any]]:
+def check_registries(config: Config, offline: bool = False, timeout: float = 15.0) -> list[dict[str, Any]]:
     """One result per registry. Each is resolved on its own, so one registry's missing secret
     does not hide the others' results."""
     results = []
-    for app_name, app_raw in (config.raw.get("apps") or {}).items():
-        for index, entry in enumerate((app_raw or {}).get("registries") or []):
-            result = {"app": str(app_name), "registry": entry.get("name"), "type": entry.get("type", "basic"), "ok": True}
-            try:
-                registry = parse_registry_entry(str(app_name), index, entry, config.base_dir)
-            except ConfigError as e:
-                results.append({**result, "ok": False, "kind": "config", "message": str(e), "hint": config_hint(e)})
-                continue
-            if offline:
-                results.append({**result, "message": "not checked (--offline)"})
-                continue
-            outcome = asyncio.run(check_credentials(make_upstream(registry)))
-            result["message"] = outcome.message
-            if not outcome.ok:
-                kind = failure_kind(outcome.error)
-                result.update(ok=False, kind=kind, hint=hint(registry.type, kind))
-            results.append(result)
+    for configured in config.registries():
+        result = {"app": configured.app, "registry": configured.name, "type": configured.type, "ok": True}
+        try:
+            registry = with_secrets(config, configured)
+        except ConfigError as e:
+            results.append({**result, "ok": False, "kind": "config", "message": str(e), "hint": config_hint(e)})
+            continue
+        if offline:
+            results.append({**result, "message": "not checked (--offline)"})
+            continue
+        outcome = asyncio.run(check_credentials(make_upstream(registry, timeout=timeout)))
+        result["message"] = outcome.message
+        if not outcome.ok:
+            context = registry_context(registry, config.path, timeout)
+            result.update(ok=False, kind=failure_kind(outcome.error), hint=hint_for_error(registry.type, outcome.error, **context))
+        results.append(result)
     return results
 
 
@@ -74,7 +74,7 @@ def run_check(args: argparse.Namespace) -> int:
         store = load_licenses(config)
     except ConfigError as e:
         return report_config_error(e, args)
-    results = check_registries(config, args.offline)
+    results = check_registries(config, args.offline, args.timeout)
     if args.json:
         json.dump({"config": str(config.path), "licenses": len(store.licenses), "registries": results}, sys.stdout, indent=2)
         print()

@@ -60,7 +60,7 @@ def collect_images(args: argparse.Namespace) -> list[FoundImage]:
 
 def run(args: argparse.Namespace) -> int:
     found = collect_images(args)
-    config = load_config(args.config) if args.proxy_refs else None
+    config = load_config(args.config, resolve_secrets=False) if args.proxy_refs else None  # paths need no secret
     rows, unmapped = [], []
     for item in found:
         row = {"image": item.image, "uses": [u.describe() for u in item.uses]}

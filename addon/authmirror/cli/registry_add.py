@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..hints import config_hint
 from ..onboarding.add import AddRequest, add_registry, explain_only
 from ..onboarding.guides import GUIDES, all_questions
 from ..onboarding.prompts import Prompter
-from ..upstreams.hints import config_hint
 from .common import add_config_argument
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2

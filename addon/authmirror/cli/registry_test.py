@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.via_proxy and args.registry:
         raise ConfigError("--registry", "goes with direct checks; with --via-proxy give the customer's full reference")
-    config = None if args.via_proxy else load_config(args.config)
+    # Secrets unresolved: each image resolves only its own registry's, so one registry's missing
+    # env: or file: secret fails the images that need it, not the whole run.
+    config = None if args.via_proxy else load_config(args.config, resolve_secrets=False)
     results = asyncio.run(run_tests(images, options, config, ProgressLine()))
     report = to_json(results, "via-proxy" if args.via_proxy else "direct")
     if args.report:

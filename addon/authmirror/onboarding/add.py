@@ -16,9 +16,9 @@ from typing import Any, Iterator
 
 from ..config import COMPONENT_RE, parse_registry_entry
 from ..errors import ConfigError
+from ..hints import hint_for_error, registry_context
 from ..upstreams import make_upstream
 from ..upstreams.check import CheckResult, check_credentials
-from ..upstreams.hints import hint_for
 from . import configfile
 from .guides import GUIDES, SECRET_FORMS, Guide, Question
 from .prompts import Prompter, parse_bool
@@ -102,7 +102,7 @@ def add_registry(request: AddRequest, prompter: Prompter) -> AddResult:
         prompter.say(f"  OK: {check.message}")
     else:
         prompter.say(f"  FAILED: {check.message}")
-        prompter.say(f"  hint: {hint_for(guide.type, check.error)}")
+        prompter.say(f"  hint: {hint_for_error(guide.type, check.error, **registry_context(registry, request.config_path))}")
     entry = build_entry(name, guide.type, answers, request.auth_hosts, for_check=False)
     if not check.ok and not request.force:
         prompter.say("Not saved: fix the problem and run the command again, or add --force to save anyway.")

@@ -4,7 +4,7 @@ Direct mode checks the vendor's upstream with the configured credentials, throug
 `Upstream` code the mirror uses (`direct.py`); via-proxy mode pulls through a running mirror with a
 customer's license (`viaproxy.py`). Both end with the same pull steps (`pull.py`), and every
 failure gets a kind, a category (image / credentials / network, each with its exit code) and a
-hint for the registry type (`hints.py`).
+hint for the registry type (`..hints`, shared with `config check` and `registry add`).
 """
 
 from .direct import check_direct

@@ -3,18 +3,18 @@ resolve -> connect -> credentials -> /v2/ -> manifest -> platforms -> blobs."""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+import dataclasses
 from typing import Any
 
-from ..config import Config, RegistryConfig
 from .. import httpclient
-from ..errors import RegistryError
-from ..httpclient import HttpFailure
+from ..config import Config, RegistryConfig, with_secrets
+from ..errors import ConfigError, RegistryError
+from ..hints import config_hint, failure_kind, hint_for, registry_context
 from ..imagerefs import ImageReferenceError, ResolvedImage, mirror_reference, resolve_image
 from ..redirects import check_storage_url
 from ..tags import upstream_tags
 from ..upstreams import Upstream, make_upstream
-from .hints import hint_for
+from ..upstreams.check import login
 from .model import Failure, ImageResult, Step, StepFailed
 from .pull import pull_steps, run_step
 from .session import USER_AGENT, RepositoryMissing, Session
@@ -22,17 +22,9 @@ from .session import USER_AGENT, RepositoryMissing, Session
 STEPS = ("resolve", "connect", "credentials", "v2", "manifest", "platforms", "blobs")
 
 
-# The last error answer the shared Upstream code got in this task (auth discovery, token fetch):
-# its errors are worded for customers, the diagnosis wants the registry's own status, code and words.
-LAST_ERROR: ContextVar[httpclient.HttpResponse | None] = ContextVar("authmirror_registrytest_last_error", default=None)
-
-
-async def recording_http(method: str, url: str, headers=None, body=None, **kwargs: Any) -> httpclient.HttpResponse:
-    """`Upstream`'s HTTP function, remembering error answers for the diagnosis."""
-    response = await httpclient.request(method, url, {"User-Agent": USER_AGENT, **(headers or {})}, body, **kwargs)
-    if response.status >= 400:
-        LAST_ERROR.set(response)
-    return response
+async def registry_test_http(method: str, url: str, headers=None, body=None, **kwargs: Any) -> httpclient.HttpResponse:
+    """`Upstream`'s HTTP function with this tool's User-Agent, so pull logs tell checks from pulls."""
+    return await httpclient.request(method, url, {"User-Agent": USER_AGENT, **(headers or {})}, body, **kwargs)
 
 
 class DirectSession(Session):
@@ -48,26 +40,19 @@ class DirectSession(Session):
         upstream_repository = upstream.upstream_repository(resolved.repository)
         self.name = upstream_repository
         self.hint_context = {
-            "registry": f"{registry.app}/{registry.name}",
-            "key": registry.key,
-            "config": str(config.path),
-            "host": f"{registry.host}:{registry.port}",
-            "password_source": registry.password.source if registry.password else "nowhere (none configured)",
+            **registry_context(registry, config.path, timeout),
             "repository": resolved.repository,
             "upstream_repository": upstream_repository,
             "tag": resolved.ref.tag_or_default,
             "reference": resolved.reference,
             "by_digest": bool(resolved.ref.digest),
-            "prefix_note": f" (the url's path '{registry.path_prefix}/' is put in front of the repository)" if registry.path_prefix else "",
-            "timeout": f"{timeout:g}",
         }
 
     async def authorization(self) -> str | None:
-        LAST_ERROR.set(None)
         try:
             self._auth = await self.upstream.authorization(self.repository)
         except RegistryError as e:
-            raise StepFailed(self.from_upstream_error(e, "token")) from None
+            raise StepFailed(self.from_error(e, "token")) from None
         return self._auth.header
 
     def refused(self) -> bool:
@@ -81,30 +66,18 @@ class DirectSession(Session):
             raise StepFailed(self.failure("storage_refused", e.message)) from None
         return {k: v for k, v in headers.items() if k.lower() != "authorization"}
 
-    def from_upstream_error(self, error: RegistryError, what: str, default_kind: str = "credentials_unavailable") -> Failure:
-        """An error the shared Upstream code raised (auth dance, token minting) -> a diagnosis."""
-        cause = error.__context__
-        if isinstance(cause, HttpFailure):
-            return self.network_failure(cause)
-        answer = LAST_ERROR.get()
-        LAST_ERROR.set(None)
-        if answer is not None:
-            return self.diagnose(answer, what)
-        detail = error.detail if isinstance(error.detail, dict) else {}
-        status, code = detail.get("upstream_status"), detail.get("upstream_code")
-        retry_after = (error.headers or {}).get("Retry-After")
-        if status:
-            kind = self.kind_for(status, code or "", what)
-        elif "token realm" in error.message:
-            kind = "realm_not_allowed"
-        elif error.status == 504:
-            kind = "timeout"
-        else:
-            kind = default_kind
-        extra: dict[str, Any] = {"status": status, "code": code}
-        if kind == "rate_limited":
-            extra["retry_after"] = retry_after or "?"
-        return self.failure(kind, self.clean(error.message), **extra)
+    def from_error(self, error: RegistryError, what: str) -> Failure:
+        """An error the shared Upstream code raised (auth dance, token minting) -> a diagnosis. Its
+        message is worded for customers; the diagnosis uses what the registry itself said."""
+        said = error.diagnostics
+        if said is not None and said.network:
+            return self.network_failure(said.network, said.message)
+        if said is not None and said.status:
+            return self.from_answer(said, what)
+        # No answer from the registry: the mirror's own refusals, or the credential provider (AWS, Google).
+        kind = failure_kind(error, what)
+        retry_after = ((error.headers or {}).get("Retry-After") or "?") if kind == "rate_limited" else None
+        return self.failure(kind, self.clean(error.message), retry_after=retry_after)
 
     async def tags(self) -> list[str] | None:
         try:
@@ -148,11 +121,11 @@ async def check_direct(
     result = ImageResult(image, "direct")
     upstreams = upstreams if upstreams is not None else {}
     try:
-        resolved = await run_step(result, "resolve", lambda step: _resolve(step, config, image, registry_name, result))
+        resolved = await run_step(result, "resolve", lambda step: _resolve(step, config, image, registry_name, result, upstreams))
         registry = resolved.registry
         key = (registry.app, registry.name)
         if key not in upstreams:
-            upstreams[key] = make_upstream(registry, timeout=timeout, http=recording_http)
+            upstreams[key] = make_upstream(registry, timeout=timeout, http=registry_test_http)
         session = DirectSession(upstreams[key], resolved, timeout, config)
         await run_step(result, "connect", session.connect)
         await run_step(result, "credentials", lambda step: _credentials(step, session))
@@ -163,7 +136,9 @@ async def check_direct(
     return result.finish(STEPS)
 
 
-async def _resolve(step: Step, config: Config, image: str, registry_name: str | None, result: ImageResult) -> ResolvedImage:
+async def _resolve(
+    step: Step, config: Config, image: str, registry_name: str | None, result: ImageResult, upstreams: dict[tuple[str, str], Upstream]
+) -> ResolvedImage:
     try:
         resolved = resolve_image(config, image, registry_name)
     except ImageReferenceError as e:
@@ -180,18 +155,24 @@ async def _resolve(step: Step, config: Config, image: str, registry_name: str | 
         f"{registry.app}/{registry.name} ({registry.type}, {registry.url}) by {resolved.how}: "
         f"repository {resolved.repository}, {'digest' if resolved.ref.digest else 'tag'} {resolved.reference}"
     )
-    return resolved
+    known = upstreams.get((registry.app, registry.name))
+    if known is not None:
+        return dataclasses.replace(resolved, registry=known.registry)
+    try:
+        # Only the secrets of the registry this image needs: another's missing secret is no concern here.
+        return dataclasses.replace(resolved, registry=with_secrets(config, registry))
+    except ConfigError as e:
+        raise StepFailed(Failure("config", str(e), hint=config_hint(e))) from None
 
 
 async def _credentials(step: Step, session: DirectSession) -> None:
     upstream = session.upstream
     registry = upstream.registry
     static = type(upstream).credentials is Upstream.credentials
-    LAST_ERROR.set(None)
     try:
         creds = await upstream.credentials()
     except RegistryError as e:
-        raise StepFailed(session.from_upstream_error(e, "credentials")) from None
+        raise StepFailed(session.from_error(e, "credentials")) from None
     if creds is None:
         step.detail = "none: pulls anonymously"
     elif static:
@@ -202,17 +183,11 @@ async def _credentials(step: Step, session: DirectSession) -> None:
 
 
 async def _v2(step: Step, session: DirectSession) -> None:
-    upstream = session.upstream
-    LAST_ERROR.set(None)
+    """Log in as the mirror does for a pull of this repository (the same code `config check` uses)."""
     try:
-        challenge = await upstream.challenge()
+        challenge = await login(session.upstream, session.repository)
     except RegistryError as e:
-        raise StepFailed(session.from_upstream_error(e, "v2", default_kind="upstream_error")) from None
-    auth = await session.authorization()
-    headers = {"Authorization": auth} if auth else {}
-    response = await session.http("GET", f"{session.origin}/v2/", headers)
-    if response.status != 200:
-        raise StepFailed(session.diagnose(response, "v2"))
+        raise StepFailed(session.from_error(e, "v2")) from None
     if challenge.scheme == "bearer":
         step.detail = f"Bearer token from {challenge.realm} (service {challenge.service or '-'}), accepted"
     elif challenge.scheme == "basic":

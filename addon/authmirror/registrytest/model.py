@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..hints import KINDS
+
 # Exit codes of `authmirror registry test` (documented in README.md).
 EXIT_OK = 0
 EXIT_IMAGE = 1  # an image, tag, manifest or blob is missing or broken
@@ -17,64 +19,9 @@ CATEGORY_EXIT = {"image": EXIT_IMAGE, "credentials": EXIT_CREDENTIALS, "network"
 # a credential problem usually breaks every image, and network trouble hides image problems.
 CATEGORY_PRECEDENCE = ("credentials", "network", "image")
 
-# failure kind -> category
-KIND_CATEGORY = {
-    "bad_reference": "credentials",
-    "no_registry": "credentials",
-    "credentials_unavailable": "credentials",
-    "credentials_refused": "credentials",
-    "permission_denied": "credentials",
-    "realm_not_allowed": "credentials",
-    "realm_unreachable": "network",
-    "license_refused": "credentials",
-    "license_denied": "credentials",
-    "repository_not_found": "image",
-    "tag_not_found": "image",
-    "manifest_not_found": "image",
-    "unsupported_manifest": "image",
-    "bad_manifest": "image",
-    "blob_missing": "image",
-    "digest_mismatch": "image",
-    "size_mismatch": "image",
-    "dns": "network",
-    "connect": "network",
-    "tls": "network",
-    "timeout": "network",
-    "protocol": "network",
-    "rate_limited": "network",
-    "upstream_error": "network",
-    "storage_refused": "network",
-}
-
-
-# How reports name each kind.
-KIND_TITLES = {
-    "bad_reference": "invalid image reference",
-    "no_registry": "no configured registry serves this image",
-    "credentials_unavailable": "credentials could not be obtained",
-    "credentials_refused": "credentials refused",
-    "permission_denied": "permission denied",
-    "realm_not_allowed": "token service host not allowed",
-    "realm_unreachable": "token service unreachable",
-    "license_refused": "license refused",
-    "license_denied": "license not entitled to this image",
-    "repository_not_found": "repository not found",
-    "tag_not_found": "tag not found",
-    "manifest_not_found": "manifest not found",
-    "unsupported_manifest": "unsupported manifest type",
-    "bad_manifest": "broken manifest",
-    "blob_missing": "blob missing",
-    "digest_mismatch": "digest mismatch",
-    "size_mismatch": "size mismatch",
-    "dns": "host name not found",
-    "connect": "cannot connect",
-    "tls": "TLS failure",
-    "timeout": "timeout",
-    "protocol": "broken answer",
-    "rate_limited": "rate limited",
-    "upstream_error": "registry error",
-    "storage_refused": "storage redirect refused",
-}
+# failure kind -> category, and how reports name each kind (the kinds are shared: hints.py).
+KIND_CATEGORY = {kind: category for kind, (category, _title) in KINDS.items()}
+KIND_TITLES = {kind: title for kind, (_category, title) in KINDS.items()}
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any, Callable
 from urllib.parse import urljoin
 
 from .. import __version__, httpclient
-from ..errors import parse_error_body
-from .hints import hint_for, tls_advice
+from ..errors import UpstreamDiagnostics, redact_secrets
+from ..hints import answer_kind, hint_for, tls_advice
 from .model import Failure, StepFailed
 from .probe import probe
 
@@ -72,7 +72,7 @@ class Session:
                 return await httpclient.stream(method, url, headers, sink, timeout=self.timeout)
             return await httpclient.request(method, url, headers, timeout=self.timeout)
         except httpclient.HttpFailure as e:
-            raise StepFailed(self.network_failure(e)) from None
+            raise StepFailed(self.network_failure(e.kind, str(e))) from None
 
     async def send_following(self, method: str, path: str, headers: dict[str, str], sink: Callable[[bytes], None] | None = None) -> tuple[httpclient.HttpResponse, int]:
         """Like `send`, following storage redirects as a runtime does. Returns the answer and the hops."""
@@ -97,7 +97,7 @@ class Session:
         try:
             timing = await probe(self.origin, self.timeout)
         except httpclient.HttpFailure as e:
-            raise StepFailed(self.network_failure(e)) from None
+            raise StepFailed(self.network_failure(e.kind, str(e))) from None
         step.detail = timing.describe()
 
     # -- diagnoses ----------------------------------------------------------------------------
@@ -108,55 +108,32 @@ class Session:
         failure.hint = hint_for(self.registry_type, kind, **context)
         return failure
 
-    def network_failure(self, error: httpclient.HttpFailure, host: str | None = None) -> Failure:
+    def network_failure(self, kind: str, message: str) -> Failure:
+        """No answer: DNS, connect, TLS, timeout or a broken connection (httpclient.HttpFailure's kinds)."""
         extra: dict[str, Any] = {"timeout": f"{self.timeout:g}"}
-        if host:
-            extra["host"] = host
-        if error.kind == "tls":
-            extra["tls_advice"] = tls_advice(str(error))
-        return self.failure(error.kind, str(error), **extra)
+        if kind == "tls":
+            extra["tls_advice"] = tls_advice(message)
+        return self.failure(kind, message, **extra)
 
     def diagnose(self, response: httpclient.HttpResponse, what: str, **extra: Any) -> Failure:
         """An error answer to `what` (v2, token, manifest, tags, blob) -> a failure kind and hint."""
-        status = response.status
-        errors = parse_error_body(response.body)
-        code = str(errors[0].get("code", "")).upper() if errors else ""
-        said = self.clean(str(errors[0].get("message", ""))) if errors else ""
-        if not said and response.body and not errors:
-            said = self.clean(response.body[:200].decode("utf-8", "replace"))
-        message = f"HTTP {status}{' ' + code if code else ''}{': ' + said if said else ''}"
-        info = {"status": status, "code": code or None, **extra}
-        kind = self.kind_for(status, code, what)
+        said = UpstreamDiagnostics.from_answer(response.status, response.body, response.header("Retry-After"), self.secrets)
+        return self.from_answer(said, what, **extra)
+
+    def from_answer(self, said: UpstreamDiagnostics, what: str, **extra: Any) -> Failure:
+        """What the registry said to `what` -> a failure kind and hint."""
+        assert said.status is not None
+        info = {"status": said.status, "code": said.code or None, **extra}
+        kind = self.kind_for(said.status, said.code, what)
         if kind == "rate_limited":
-            info["retry_after"] = response.header("Retry-After") or "?"
-        return self.failure(kind, message, **info)
+            info["retry_after"] = said.retry_after or "?"
+        return self.failure(kind, said.describe(), **info)
 
     def kind_for(self, status: int, code: str, what: str) -> str:
-        if status == 401:
-            return "credentials_refused"
-        if status == 403:
-            return "permission_denied"
-        if status == 404:
-            if code == "NAME_UNKNOWN" or what == "repository":
-                return "repository_not_found"
-            if code == "BLOB_UNKNOWN" or what == "blob":
-                return "blob_missing"
-            if what in ("manifest", "child"):
-                return "manifest_not_found" if what == "child" or self.hint_context.get("by_digest") else "tag_not_found"
-            return "repository_not_found"
-        if status == 429:
-            return "rate_limited"
-        if status in (400,) and code in ("NAME_INVALID", "TAG_INVALID", "DIGEST_INVALID"):
-            return "bad_reference"
-        if status >= 500:
-            return "upstream_error"
-        return "protocol"
+        return answer_kind(status, code, what, by_digest=bool(self.hint_context.get("by_digest")))
 
     def clean(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "[redacted]")
-        return " ".join(text.split())[:300]
+        return redact_secrets(text, self.secrets)
 
     # -- listings for hints -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 from ..imagerefs import ImageReferenceError, split_mirror_reference
 from ..upstreams.base import basic_header, token_from_answer
 from ..upstreams.challenge import pick_challenge
-from .hints import hint_for
+from ..hints import hint_for
 from .model import Failure, ImageResult, Step, StepFailed
 from .pull import pull_steps, run_step
 from .session import RepositoryMissing, Session

@@ -56,6 +56,7 @@ class AwsFailure(Exception):
     status: int
     message: str
     aws_code: str = ""
+    network: str = ""  # the AWS API never answered: connect | timeout
 
     def __str__(self) -> str:
         return self.message
@@ -125,9 +126,9 @@ def failure(error: Exception, action: str) -> AwsFailure:
     if isinstance(error, AwsFailure):
         return error
     if isinstance(error, (exc.ConnectTimeoutError, exc.ReadTimeoutError)):
-        return AwsFailure("UNAVAILABLE", 504, f"the AWS API did not answer in time ({action})")
+        return AwsFailure("UNAVAILABLE", 504, f"the AWS API did not answer in time ({action})", network="timeout")
     if isinstance(error, (exc.EndpointConnectionError, exc.ConnectionClosedError, exc.HTTPClientError)):
-        return AwsFailure("UNAVAILABLE", 502, f"could not reach the AWS API ({action}): connection failed")
+        return AwsFailure("UNAVAILABLE", 502, f"could not reach the AWS API ({action}): connection failed", network="connect")
     if isinstance(error, (exc.NoCredentialsError, exc.PartialCredentialsError, exc.CredentialRetrievalError)):
         return AwsFailure(
             "UNAUTHORIZED", 502,

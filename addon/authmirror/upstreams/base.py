@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 from ..config import RegistryConfig
-from ..errors import ConfigError, UpstreamError, translate_upstream_error
+from ..errors import ConfigError, UpstreamDiagnostics, UpstreamError, translate_upstream_error
 from .. import httpclient
 from .challenge import NO_AUTH, Challenge, pick_challenge
 from .tokencache import CachedToken, TokenCache
@@ -141,7 +141,10 @@ class Upstream:
         if response.status == 401:
             challenge = pick_challenge(response.header_all("WWW-Authenticate"))
             if challenge is None:
-                raise self.error("UNAVAILABLE", "answered 401 without a usable WWW-Authenticate challenge")
+                raise self.error(
+                    "UNAVAILABLE", "answered 401 without a usable WWW-Authenticate challenge",
+                    diagnostics=UpstreamDiagnostics.from_answer(401, response.body, secrets=self.secret_values()),
+                )
             if challenge.scheme == "bearer":
                 self.check_realm(challenge.realm)
             return challenge
@@ -207,14 +210,16 @@ class Upstream:
             return await self.http(method, url, timeout=self.timeout, **kwargs)
         except httpclient.HttpFailure as e:
             status = 504 if e.kind == "timeout" else 502
-            raise self.error("UNAVAILABLE", f"could not {what} it: {e}", status=status) from None
+            said = UpstreamDiagnostics(network=e.kind, message=str(e))
+            raise self.error("UNAVAILABLE", f"could not {what} it: {e}", status=status, diagnostics=said) from None
 
-    def error(self, code: str, message: str, status: int = 502) -> UpstreamError:
+    def error(self, code: str, message: str, status: int = 502, diagnostics: UpstreamDiagnostics | None = None) -> UpstreamError:
         return UpstreamError(
             code,
             f"upstream registry '{self.name}' ({self.LABEL}): {message}",
             status=status,
             detail={"registry": self.name},
+            diagnostics=diagnostics,
         )
 
     def translate(self, response: httpclient.HttpResponse, kind: str) -> UpstreamError:

@@ -23,7 +23,7 @@ import re
 from typing import ClassVar
 
 from ..config import RegistryConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, UpstreamDiagnostics
 from . import aws
 from .minted import MintedUpstream
 
@@ -100,7 +100,8 @@ class EcrUpstream(MintedUpstream):
         try:
             username, password, expires_at = await asyncio.to_thread(self._authorization_token)
         except aws.AwsFailure as e:
-            raise self.error(e.code, e.message, status=e.status) from None
+            said = UpstreamDiagnostics(network=e.network, message=e.message) if e.network else None
+            raise self.error(e.code, e.message, status=e.status, diagnostics=said) from None
         lifetime = expires_at - self.clock() if expires_at is not None else None
         if lifetime is None or lifetime <= 0:
             # NOTE: moto answers expiresAt 2015-01-01; real ECR says 12 h. Use the cache's floor, refetch then.

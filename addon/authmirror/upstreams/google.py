@@ -25,7 +25,7 @@ from google.oauth2 import service_account
 
 from .. import httpclient
 from ..config import RegistryConfig
-from ..errors import ConfigError, sanitize_upstream_text
+from ..errors import ConfigError, UpstreamDiagnostics, sanitize_upstream_text
 from .minted import MintedUpstream
 
 log = logging.getLogger("authmirror.upstream.google")
@@ -147,11 +147,12 @@ class GoogleUpstream(MintedUpstream):
         try:
             credentials.refresh(HttpTransport(min(self.timeout, 15.0)))
         except google.auth.exceptions.TransportError as e:
-            timeout = getattr(e, "kind", "") == "timeout"
+            network = getattr(e, "kind", "") or "connect"
             raise self.error(
                 "UNAVAILABLE",
-                f"could not reach Google's token endpoint: {'timed out' if timeout else 'connection failed'}",
-                status=504 if timeout else 502,
+                f"could not reach Google's token endpoint: {'timed out' if network == 'timeout' else 'connection failed'}",
+                status=504 if network == "timeout" else 502,
+                diagnostics=UpstreamDiagnostics(network=network, message=f"Google's token endpoint: {e}"),
             ) from None
         except google.auth.exceptions.RefreshError as e:
             raise self._refresh_error(e) from None

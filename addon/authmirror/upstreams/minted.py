@@ -88,7 +88,7 @@ class MintedUpstream(Upstream):
             return await super().fetch_token(challenge, scope)
         except UpstreamError as e:
             minted = self._minted_token
-            refused = isinstance(e.detail, dict) and e.detail.get("upstream_status") == 401
+            refused = e.diagnostics is not None and e.diagnostics.status == 401
             if not self.mints or not refused or minted is None or minted.fresh(self.clock()):
                 raise
             self.minted.invalidate(MINTED_KEY, minted.value)
