@@ -297,6 +297,7 @@ class Cache:
             return False
         response = flow.response
         assert response is not None
+        self.store.pins.pop(state.digest, None)  # nginx has the file open now: eviction may unlink it
         status = response.status_code
         if status in (200, 206):
             serve.shape_file_server_answer(response, context, state.digest)
