@@ -370,15 +370,8 @@ class Cache:
         state: CacheRequest | None = context.extra.get(STATE_KEY)
         if state is None:
             return
-        fill = state.fill
-        if fill is not None:
-            if fill.outcome is None:
-                fill.abort("the answer ended before its body did")
-            if fill.committed:
-                context.cache = "fill"
-                self.stats.bytes_filled += fill.size
-            else:
-                self.stats.fills_dropped += 1
+        if state.fill is not None:
+            self._settle_fill(context, state.fill, "the answer ended before its body did")
         elif state.may_fill and not state.served and context.route is not None and context.route.kind == "manifest":
             self._fill_manifest(flow, context, state)
         if state.served == "redirect":
@@ -392,12 +385,19 @@ class Cache:
         state: CacheRequest | None = context.extra.get(STATE_KEY)
         if state is None:
             return
-        if state.fill is not None and state.fill.outcome is None:
-            state.fill.abort("the transfer broke off")
-            self.stats.fills_dropped += 1
+        if state.fill is not None:
+            self._settle_fill(context, state.fill, "the transfer broke off")
         if state.flight is not None:
             state.flight.finish(False)
         self.stats.count(context.cache, context.bytes)
+
+    def _settle_fill(self, context: RequestContext, fill: Fill, reason: str) -> None:
+        fill.abort(reason)  # nothing happens to a fill that already committed or was dropped
+        if fill.committed:
+            context.cache = "fill"
+            self.stats.bytes_filled += fill.size
+        else:
+            self.stats.fills_dropped += 1
 
     def _land(self, flow: http.HTTPFlow, state: CacheRequest) -> None:
         flight = state.flight
