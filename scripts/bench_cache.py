@@ -289,14 +289,16 @@ def report_rows(samples: dict[str, list[float]], baselines: dict[str, str], unit
 
 
 def print_table(title: str, rows: list[dict]) -> None:
+    """A Markdown table: it pastes into docs/ as it is."""
     ratio_keys = [k for k in rows[0] if k.startswith("vs ")]
-    print(f"\n{title}")
-    header = f"| {'variant':34} | {'min':>8} | {'median':>8} | {'max':>8} | " + " | ".join(f"{k:>14}" for k in ratio_keys) + " |"
-    print(header)
-    print("|" + "|".join("-" * (len(part) + 0) for part in header.split("|")[1:-1]) + "|")
-    for row in rows:
-        ratios = " | ".join(f"{row[k]:>13.2f}x" if k in row else f"{'':>14}" for k in ratio_keys)
-        print(f"| {row['variant']:34} | {row['min']:8.3f} | {row['median']:8.3f} | {row['max']:8.3f} | {ratios} |")
+    columns = ["variant", "min", "median", "max", *ratio_keys]
+    cells = [[row["variant"], *(f"{row[k]:.3f}" if row[k] < 10 else f"{row[k]:.0f}" for k in ("min", "median", "max")), *(f"{row[k]:.2f}x" if k in row else "" for k in ratio_keys)] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    print(f"\n{title} [{rows[0]['unit']}]")
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in cells:
+        print("| " + " | ".join(line[0].ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line)) + " |")
 
 
 def machine_facts() -> dict:
@@ -376,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             row["upstream layer GETs"] = upstream_gets[row["variant"]]
 
         print(f"\nmachine: {json.dumps(machine_facts())}")
-        print_table(f"skopeo pull, {args.layers} x {args.layer_mib} MiB (seconds, {args.reps} reps)", pull_rows)
-        print_table(f"one {args.blob_mib} MiB blob, curl (MB/s, {args.reps} reps)", blob_rows)
-        print_table(f"{args.clients} concurrent cold skopeo pulls (seconds, {args.concurrent_reps} reps)", concurrent_rows)
+        print_table(f"skopeo pull, {args.layers} x {args.layer_mib} MiB image, {args.reps} reps", pull_rows)
+        print_table(f"one {args.blob_mib} MiB blob with curl, warm, {args.reps} reps", blob_rows)
+        print_table(f"{args.clients} concurrent cold skopeo pulls, {args.concurrent_reps} reps", concurrent_rows)
         for row in concurrent_rows:
             print(f"  {row['variant']}: layer GETs the upstream served per run: {row['upstream layer GETs']} ({args.layers} layers)")
         by_name = {r["variant"]: r for r in pull_rows}
