@@ -3,15 +3,17 @@ and raw HTTP clients. Each blob's upstream fetches are counted in the registry's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import sqlite3
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -133,6 +135,27 @@ def read_partial_body(url: str, path: str, headers: dict) -> tuple[int, int, int
         conn.close()
 
 
+@dataclass
+class Rig:
+    """An upstream of the test's own (it may be stopped) with vendor/app:1.0, and a cache mirror."""
+
+    registry: processes.Registry
+    mirror: processes.MirrorProcess | None = None
+
+
+@contextlib.contextmanager
+def own_rig(tmp_path: Path, image, **cache) -> Iterator[Rig]:
+    rig = Rig(processes.start_registry(tmp_path / "upstream", users={"vendor": VENDOR_PASSWORD}))
+    try:
+        processes.push(image.layout, "1.0", rig.registry, "vendor/app")
+        rig.mirror = cache_mirror(tmp_path, "mirror", {"acme": {"registries": [vendor_registry(rig.registry.url)]}}, **cache)
+        yield rig
+    finally:
+        if rig.mirror:
+            rig.mirror.stop()
+        rig.registry.stop()
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 
@@ -175,12 +198,9 @@ def redirect_mirror(workdir, cache_upstream):
 # -- tests ------------------------------------------------------------------------------------
 
 
-def test_cold_pull_fills_once_and_warm_pulls_need_no_upstream_even_after_restart(workdir, built, tmp_path):
-    registry = processes.start_registry(tmp_path / "upstream", users={"vendor": VENDOR_PASSWORD})
-    mirror = None
-    try:
-        processes.push(built.single.layout, "1.0", registry, "vendor/app")
-        mirror = cache_mirror(tmp_path, "mirror", {"acme": {"registries": [vendor_registry(registry.url)]}})
+def test_cold_pull_fills_once_and_warm_pulls_need_no_upstream_even_after_restart(built, tmp_path):
+    with own_rig(tmp_path, built.single) as rig:
+        registry, mirror = rig.registry, rig.mirror
         image = built.single
         blobs = [image.config.digest, *(layer.digest for layer in image.layers)]
 
@@ -203,7 +223,7 @@ def test_cold_pull_fills_once_and_warm_pulls_need_no_upstream_even_after_restart
         # The upstream goes away; the mirror restarts on the same cache: blobs are served, and the
         # manifest by tag stands in (stale_if_error), marked stale.
         registry.stop()
-        mirror = restart(mirror)
+        mirror = rig.mirror = restart(mirror)
         pull(mirror, f"{APP}:1.0", tmp_path / "offline")
         assert pulled_digests(tmp_path / "offline") >= image_digests(image)
         manifest = [e for e in events_for(mirror, image.manifest_digest, 3) if e["reference"] == "1.0"][-1]
@@ -214,32 +234,20 @@ def test_cold_pull_fills_once_and_warm_pulls_need_no_upstream_even_after_restart
         assert by_digest.status == 200 and hashlib.sha256(by_digest.body).hexdigest() == image.manifest_digest[7:]
         assert events_for(mirror, image.manifest_digest, 4)[-1]["cache"] == "hit"
         assert_no_secrets(json.dumps(mirror.pull_events()), mirror.log())
-    finally:
-        if mirror:
-            mirror.stop()
-        registry.stop()
 
 
-def test_concurrent_cold_pulls_fetch_each_blob_once(workdir, built, tmp_path):
-    registry = processes.start_registry(tmp_path / "upstream", users={"vendor": VENDOR_PASSWORD})
-    mirror = None
-    try:
-        processes.push(built.single.layout, "1.0", registry, "vendor/app")
-        mirror = cache_mirror(tmp_path, "mirror", {"acme": {"registries": [vendor_registry(registry.url)]}}, serve="redirect")
+def test_concurrent_cold_pulls_fetch_each_blob_once(built, tmp_path):
+    with own_rig(tmp_path, built.single, serve="redirect") as rig:
         processes.clear_skopeo_cache()
         with ThreadPoolExecutor(10) as pool:
-            results = list(pool.map(lambda i: pull(mirror, f"{APP}:1.0", tmp_path / f"out{i}", check=False), range(10)))
+            results = list(pool.map(lambda i: pull(rig.mirror, f"{APP}:1.0", tmp_path / f"out{i}", check=False), range(10)))
         assert all(r.returncode == 0 for r in results), [r.stderr[-300:] for r in results if r.returncode]
         for i in range(10):
             assert pulled_digests(tmp_path / f"out{i}") >= image_digests(built.single)
         for layer in built.single.layers:
-            assert upstream_gets(registry, "vendor/app", layer.digest) == 1, f"{layer.digest} fetched more than once"
-            labels = [e["cache"] for e in events_for(mirror, layer.digest, 10)]
+            assert upstream_gets(rig.registry, "vendor/app", layer.digest) == 1, f"{layer.digest} fetched more than once"
+            labels = [e["cache"] for e in events_for(rig.mirror, layer.digest, 10)]
             assert labels.count("fill") == 1 and labels.count("hit") == 9, labels
-    finally:
-        if mirror:
-            mirror.stop()
-        registry.stop()
 
 
 def test_truncated_mismatching_or_aborted_transfers_leave_nothing(workdir, cache_upstream, built):

@@ -5,10 +5,6 @@ client. Only a body whose length and sha256 match the digest is committed (an at
 the store). A truncated or mismatching body, an aborted transfer or a full disk leaves nothing
 behind, and never disturbs the client's transfer.
 
-Writing and hashing happen on a thread of the fill's own (os.write and hashlib release the GIL), so
-they run beside mitmproxy's event loop instead of on it; a bounded queue keeps memory flat and
-slows the transfer to the disk's pace if the disk is the slower of the two.
-
 `Flights`: the first full GET of a cold blob leads; concurrent GETs of the same blob wait for its
 fill and are then served from the cache. Waiting is progress-aware: a leader that stalls (its
 client stopped reading, the upstream hangs) releases the waiters, which then fetch for themselves.
@@ -20,16 +16,12 @@ import asyncio
 import hashlib
 import logging
 import os
-import queue
-import threading
 import time
 from typing import Callable
 
 from .store import BlobStore, Scope
 
 log = logging.getLogger("authmirror.cache")
-
-WRITE_QUEUE = 64  # chunks on their way to disk per fill (mitmproxy's are ~64 KiB: a few MiB at most)
 
 StreamCallable = Callable[[bytes], "bytes | list[bytes]"]
 
@@ -100,36 +92,6 @@ class Flights:
         return True
 
 
-class _Writer(threading.Thread):
-    """Writes and hashes one fill's chunks, in order, off the event loop."""
-
-    def __init__(self, fd: int):
-        super().__init__(name="authmirror-cache-fill", daemon=True)
-        self.fd = fd
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(WRITE_QUEUE)
-        self.sha = hashlib.sha256()
-        self.error: OSError | None = None
-        self.stopped = False  # abort: drop what is still queued
-
-    def run(self) -> None:
-        while (chunk := self.chunks.get()) is not None:
-            if self.error is not None or self.stopped:
-                continue
-            try:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(self.fd, view) :]
-            except OSError as e:
-                self.error = e
-                continue
-            self.sha.update(chunk)
-
-    def close(self) -> None:
-        """Wait until every queued chunk is written (or dropped, after stop)."""
-        self.chunks.put(None)
-        self.join()
-
-
 class Fill:
     """One body on its way from upstream into the store."""
 
@@ -142,9 +104,8 @@ class Fill:
         self.flight = flight
         self.size = 0
         self.outcome: str | None = None  # "committed", or why the fill was dropped
+        self._sha = hashlib.sha256()
         self.path, self._fd = store.temp_file()
-        self._writer = _Writer(self._fd)
-        self._writer.start()
 
     @property
     def committed(self) -> bool:
@@ -153,7 +114,13 @@ class Fill:
     def write(self, chunk: bytes) -> None:
         if self.outcome is not None:
             return
-        self._writer.chunks.put(chunk)  # blocks only while the disk is behind by WRITE_QUEUE chunks
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as e:
+            return self.abort(f"cannot write to the cache: {e.strerror}")
+        self._sha.update(chunk)
         self.size += len(chunk)
         if self.flight is not None:
             self.flight.progress = self.size
@@ -166,13 +133,10 @@ class Fill:
         if self.outcome is not None:
             return False
         self._close()
-        if self._writer.error is not None:
-            self.abort(f"cannot write to the cache: {self._writer.error.strerror}")
-            return False
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort(f"truncated: {self.size} of {self.expected_size} bytes")
             return False
-        actual = f"sha256:{self._writer.sha.hexdigest()}"
+        actual = f"sha256:{self._sha.hexdigest()}"
         if actual != self.digest:
             self.abort(f"content does not match its digest (got {actual[:19]}...)")
             return False
@@ -191,7 +155,6 @@ class Fill:
         if self.outcome is not None:
             return
         self.outcome = reason
-        self._writer.stopped = True
         self._close()
         self.path.unlink(missing_ok=True)
         if self.flight is not None:
@@ -200,7 +163,6 @@ class Fill:
 
     def _close(self) -> None:
         if self._fd >= 0:
-            self._writer.close()
             os.close(self._fd)
             self._fd = -1
 
