@@ -292,7 +292,8 @@ def print_table(title: str, rows: list[dict]) -> None:
     """A Markdown table: it pastes into docs/ as it is."""
     ratio_keys = [k for k in rows[0] if k.startswith("vs ")]
     columns = ["variant", "min", "median", "max", *ratio_keys]
-    cells = [[row["variant"], *(f"{row[k]:.3f}" if row[k] < 10 else f"{row[k]:.0f}" for k in ("min", "median", "max")), *(f"{row[k]:.2f}x" if k in row else "" for k in ratio_keys)] for row in rows]
+    number = "{:.0f}" if rows[0]["unit"] == "MB/s" else "{:.3f}"
+    cells = [[row["variant"], *(number.format(row[k]) for k in ("min", "median", "max")), *(f"{row[k]:.2f}x" if k in row else "" for k in ratio_keys)] for row in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     print(f"\n{title} [{rows[0]['unit']}]")
     print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
