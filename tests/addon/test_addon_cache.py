@@ -109,3 +109,14 @@ def test_a_corrupt_blob_is_never_sent_complete():
     stream = VerifyingStream(good, new_context(good), DIGEST, len(BODY), lambda: dropped.append(False))
     sent = b"".join(b"".join(as_list(stream(BODY[i : i + 4096]))) for i in range(0, len(BODY), 4096)) + b"".join(as_list(stream(b"")))
     assert sent == BODY and good.error is None and dropped == [True]
+
+
+async def test_if_nginx_dies_blobs_come_from_upstream(cached, caplog):
+    addon, config = cached
+    await cold_get(addon)
+    server = addon.mirror.cache.file_server
+    server.process.kill()
+    server.process.wait()
+    flow = await forwarded(addon, BLOB)  # not re-pointed at a dead file server: sent upstream
+    assert (flow.request.host, flow.request.port) == ("upstream.test", 5001)
+    assert "the file server (nginx) exited" in caplog.text

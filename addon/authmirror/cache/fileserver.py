@@ -159,6 +159,10 @@ class FileServer:
         base = self.settings.public_url or "http://{}:{}".format(*self.internal_address)
         return base + sign_path(self.key, digest, expires)
 
+    def alive(self) -> bool:
+        """Is the managed nginx still running? (An unmanaged one is the operator's to watch.)"""
+        return not self.settings.managed or (self.process is not None and self.process.poll() is None)
+
     # -- process ------------------------------------------------------------------------------
 
     def start(self) -> None:

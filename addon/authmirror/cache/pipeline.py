@@ -65,6 +65,7 @@ class Cache:
         self.stats = CacheStats()
         self.ready = False
         self._verifying: dict[str, asyncio.Future] = {}
+        self._file_server_down_logged = False
 
     @classmethod
     def build(cls, config: CacheConfig, signing_key: Any, clock: Callable[[], float] = time.time) -> "Cache":
@@ -134,9 +135,10 @@ class Cache:
         state.digest = digest
         request = flow.request
         full_get = request.method == "GET" and "Range" not in request.headers
+        sendable = request.method == "HEAD" or self._file_server_alive()
         while True:
             entry = await self._usable(context, state, "blobs")
-            if entry is not None:
+            if entry is not None and sendable:
                 self._serve_blob(flow, context, state, entry)
                 return True
             if not full_get:
@@ -240,6 +242,15 @@ class Cache:
             self.store.record_signature(digest, signature(st))
             return True
         self._corrupt(digest, "on disk")
+        return False
+
+    def _file_server_alive(self) -> bool:
+        if self.file_server.alive():
+            return True
+        if not self._file_server_down_logged:
+            self._file_server_down_logged = True
+            code = self.file_server.process.returncode if self.file_server.process else None
+            log.error("cache: the file server (nginx) exited (code %s); blobs come from upstream until the mirror restarts; see %s", code, self.file_server.state / "error.log")
         return False
 
     def _corrupt(self, digest: str, where: str) -> None:
