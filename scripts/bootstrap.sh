@@ -12,6 +12,8 @@ for pair in $PROGRAMS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# nginx's JavaScript module: the cache's file server checks signed URLs with it
+[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
 
 if ((${#missing[@]})); then
   SUDO=""

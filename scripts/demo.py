@@ -4,8 +4,10 @@
    with htpasswd auth on 127.0.0.1:5001 (the vendor's private registry),
 2. starts `mitmdump -s addon/proxy.py --set authmirror_config=examples/authmirror.yaml`,
 3. pulls through the mirror with skopeo using a demo license, as a customer would,
-4. shows what a customer with an expired license sees,
-5. prints the pull events, and stops everything it started.
+4. pulls again: the blobs come from the mirror's verified cache (examples/cache), not upstream,
+5. shows what a customer with an expired license sees,
+6. stops the vendor's registry and pulls once more: the cache carries on (stale_if_error),
+7. prints the pull events, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> int:
         print("demo: ports 5000 and 5001 on 127.0.0.1 must be free (the example config uses them)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="authmirror-demo-"))
+    shutil.rmtree(EXAMPLE_CONFIG.parent / "cache", ignore_errors=True)  # the demo starts cold
     pull_log = REPO / "examples" / "pulls.jsonl"
     log_start = pull_log.stat().st_size if pull_log.exists() else 0
     demo_start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
@@ -83,6 +86,13 @@ def main() -> int:
         ok = image.manifest_digest.split(":")[1] in pulled and all(l.digest.split(":")[1] in pulled for l in image.layers)
         print(f"    digests match the vendor's image: {ok}")
 
+        step("the same pull again: blobs come from the mirror's cache, the upstream is only asked about the tag")
+        fetched = registry.access_log().count("GET /v2/vendor/app/blobs/")
+        processes.clear_skopeo_cache()
+        result = processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSE}", f"docker://{image_ref}", f"oci:{work / 'pulled-again'}:1.0", check=False)
+        print("    pulled" if result.returncode == 0 else result.stderr.strip())
+        print(f"    blob GETs the upstream saw: {fetched} before, {registry.access_log().count('GET /v2/vendor/app/blobs/')} after")
+
         step("the same image on a custom domain (localhost -> app acme): localhost:5000/vendor/vendor/app:1.0")
         processes.clear_skopeo_cache()
         result = processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSE}", "docker://localhost:5000/vendor/vendor/app:1.0", f"oci:{work / 'pulled-domain'}:1.0", check=False)
@@ -92,12 +102,18 @@ def main() -> int:
         result = processes.skopeo("inspect", "--tls-verify=false", "--creds", f"customer:{EXPIRED_LICENSE}", f"docker://{image_ref}", check=False)
         print("    " + result.stderr.strip().split("msg=")[-1])
 
-        step("pull events (examples/pulls.jsonl): who pulled what, how many bytes, with what result")
+        step("the vendor's registry goes down: the same pull still works from the cache")
+        registry.stop()
+        processes.clear_skopeo_cache()
+        result = processes.skopeo("copy", "--src-tls-verify=false", "--src-creds", f"customer:{LICENSE}", f"docker://{image_ref}", f"oci:{work / 'pulled-offline'}:1.0", check=False)
+        print("    pulled (manifest served stale, blobs from the cache)" if result.returncode == 0 else result.stderr.strip())
+
+        step("pull events (examples/pulls.jsonl): who pulled what, how many bytes, cache hit or miss, with what result")
         with open(pull_log) as f:
             f.seek(log_start)
             for line in f:
                 e = json.loads(line)
-                print(f"    {e['ts']} {e['customer'] or '-':12} {e['action']:8} {e['method']:4} {e['status']} {e['bytes']:>9} B  {e['repository'] or ''} {(e['reference'] or '')[:19]} {e['error_code'] or ''}")
+                print(f"    {e['ts']} {e['customer'] or '-':12} {e['action']:8} {e['method']:4} {e['status']} {e['bytes']:>9} B  {e.get('cache') or '':5} {e['repository'] or ''} {(e['reference'] or '')[:19]} {e['error_code'] or ''}")
 
         step(f"usage report: authmirror report --since {demo_start}")
         report = subprocess.run([str(Path(sys.executable).parent / "authmirror"), "report", "-c", str(EXAMPLE_CONFIG), "--since", demo_start], capture_output=True, text=True)

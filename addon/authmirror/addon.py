@@ -94,6 +94,10 @@ class AuthMirror:
             previous, self.mirror = self.mirror, mirror
             if previous:
                 previous.close()
+            try:
+                mirror.start()
+            except ConfigError as e:
+                raise exceptions.OptionsError(f"authmirror: invalid config {path}: {e}") from None
             log.info(
                 "authmirror: %d app(s), %d registr%s, %d license(s) from %s",
                 len(mirror.config.apps),

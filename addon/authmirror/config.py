@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -13,6 +13,9 @@ import yaml
 from .errors import ConfigError
 from .hardening_config import LimitsConfig, TimeoutsConfig, TlsConfig, parse_limits, parse_timeouts, parse_tls
 from .secrets import Secret, resolve_path, resolve_secret
+
+if TYPE_CHECKING:
+    from .cache.settings import CacheConfig
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
 BLOB_REDIRECT_MODES = ("follow", "pass")
@@ -118,7 +121,7 @@ class Config:
     blob_redirects: str
     domains: Mapping[str, str]
     apps: Mapping[str, AppConfig]
-    cache: Mapping[str, Any] | None = None
+    cache: CacheConfig | None = None  # None: no cache
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -206,9 +209,9 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
             raise ConfigError(key, f"maps to unknown app {app_name!r}")
         domains[domain.lower()] = app_name
 
-    cache = raw.get("cache")
-    if cache is not None:
-        cache = _mapping(cache, "cache")
+    from .cache.settings import parse_cache  # late import: it builds on this module's parsers
+
+    cache = parse_cache(raw.get("cache"), base_dir)
 
     return Config(
         path=path,

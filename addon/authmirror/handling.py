@@ -108,6 +108,9 @@ async def handle_request(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
     mirror.authenticator.authorize(identity, route.app, route.repository, route.name)
     registry, upstream = mirror.registry_for(route)
     context.registry, context.upstream = registry, upstream
+    # The cache is asked only now: after the license check and entitlement, for this repository.
+    if mirror.cache is not None and await mirror.cache.lookup(flow, context):
+        return None
 
     if route.kind == "tags":
         return await answer_tags(flow, context, query)
@@ -264,6 +267,8 @@ async def follow_storage(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
 def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -> None:
     if not context.forwarded:
         return
+    if mirror.cache is not None and mirror.cache.answer_headers(flow, context):
+        return
     redact_request(flow.request)
     response = flow.response
     assert response is not None and context.upstream is not None and context.registry is not None
@@ -285,6 +290,8 @@ def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: Request
     context.digest = response.headers.get("Docker-Content-Digest")
     scrub_response_headers(response, context)
     stream_or_buffer(flow, context)
+    if mirror.cache is not None:
+        mirror.cache.tee(flow, context)
 
 
 def redirect_blob(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, location: str) -> None:
@@ -329,6 +336,8 @@ def storage_answer(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext)
     response.headers["X-Request-Id"] = context.request_id
     context.digest = context.route.reference
     stream_or_buffer(flow, context)
+    if mirror.cache is not None:
+        mirror.cache.tee(flow, context)
 
 
 def replace_error(flow: http.HTTPFlow, context: RequestContext, error: RegistryError) -> None:
@@ -351,6 +360,8 @@ def handle_response(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext
         context.bytes = len(body) if replacement.send_body else 0
     elif not context.streamed and flow.request.method != "HEAD":
         context.bytes = len(response.raw_content or b"")
+    if mirror.cache is not None:
+        mirror.cache.response(flow, context)
     finish(mirror, flow, context, context.status or response.status_code)
 
 
@@ -372,6 +383,8 @@ def handle_error(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext) -
     else:
         context.error_code = context.error_code or "CANCELLED"
         context.status = context.status or 499
+    if mirror.cache is not None:
+        mirror.cache.error(flow, context)
     finish(mirror, flow, context, context.status or 502)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import ssl
@@ -52,11 +53,17 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _default_ssl_context() -> ssl.SSLContext:
+    # Loading the system CA bundle costs tens of milliseconds: once per process, not per request.
+    return ssl.create_default_context()
+
+
 def _opener(ssl_context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(
         urllib.request.ProxyHandler({}),
         _NoRedirect(),
-        urllib.request.HTTPSHandler(context=ssl_context or ssl.create_default_context()),
+        urllib.request.HTTPSHandler(context=ssl_context or _default_ssl_context()),
     )
 
 

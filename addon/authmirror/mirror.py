@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .clientauth import ClientAuthenticator
 from .config import Config, RegistryConfig
@@ -19,6 +19,9 @@ from .routing import Route
 from .tls import upstream_http
 from .tokens import TokenIssuer, load_public_key, load_signing_key
 from .upstreams import Upstream, make_upstream
+
+if TYPE_CHECKING:
+    from .cache.pipeline import Cache
 
 log = logging.getLogger("authmirror")
 
@@ -38,6 +41,7 @@ class Mirror:
     # (host, port) -> until when mitmproxy may connect there (blob storage we were redirected to)
     storage_destinations: dict[tuple[str, int], float] = field(default_factory=dict)
     limiter: FailedLicenseLimiter = field(default_factory=lambda: FailedLicenseLimiter(LimitsConfig()))
+    cache: Cache | None = None  # the verified blob cache (config `cache:`); started by start()
 
     @classmethod
     def build(cls, config: Config, clock: Callable[[], float] = time.time) -> "Mirror":
@@ -56,10 +60,22 @@ class Mirror:
         pull_log.open()
         sealer = RedirectSealer(derive_key(private_key, b"blob redirect"), clock=clock)
         limiter = FailedLicenseLimiter(config.limits)
-        return cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock, limiter=limiter)
+        mirror = cls(config, licenses, issuer, ClientAuthenticator(licenses, issuer), upstreams, pull_log, sealer, clock, limiter=limiter)
+        if config.cache is not None:
+            from .cache.pipeline import Cache
+
+            mirror.cache = Cache.build(config.cache, private_key, clock)
+        return mirror
+
+    def start(self) -> None:
+        """Start what runs beside the proxy (the cache and its file server); raises ConfigError."""
+        if self.cache is not None:
+            self.cache.start()
 
     def close(self) -> None:
         self.pull_log.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def registry_for(self, route: Route) -> tuple[RegistryConfig, Upstream]:
         app = self.config.apps.get(route.app)
@@ -92,5 +108,7 @@ class Mirror:
         for registry in self.config.registries():
             if registry.host == host and registry.port == port:
                 return True
+        if self.cache is not None and self.cache.may_connect(host, port):
+            return True  # the cache's own file server (serve: proxy)
         until = self.storage_destinations.get((host, port))
         return until is not None and until > self.clock()

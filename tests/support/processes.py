@@ -237,7 +237,7 @@ def write_mirror_config(workdir: Path, port: int, apps: dict, licenses: list[dic
     return path
 
 
-def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str] | None = None, extra_args: list[str] | None = None, state_dir: Path | None = None) -> MirrorProcess:
+def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str] | None = None, extra_args: list[str] | None = None, state_dir: Path | None = None, termlog: str = "debug") -> MirrorProcess:
     """`workdir` holds the config (and its pull log); mitmproxy's state and log go to `state_dir` (default: workdir)."""
     state_dir = state_dir or workdir
     args = [
@@ -245,7 +245,7 @@ def start_mirror(workdir: Path, config_path: Path, port: int, env: dict[str, str
         "-s", str(REPO_ROOT / "addon" / "proxy.py"),
         "--set", f"authmirror_config={config_path}",
         "--set", f"confdir={state_dir / 'mitmproxy'}",
-        "--set", "termlog_verbosity=debug",  # every level: tests check the log for leaks
+        "--set", f"termlog_verbosity={termlog}",  # debug by default: tests check the log for leaks
         *(extra_args or []),
     ]
     process = start(args, state_dir / "mitmdump.log", env={**os.environ, **(env or {})}, cwd=state_dir)

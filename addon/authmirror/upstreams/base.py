@@ -188,16 +188,17 @@ class Upstream:
         expires_in = data.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else None
 
-    async def get(self, repository: str, path: str, headers: dict[str, str] | None = None, *, kind: str) -> httpclient.HttpResponse:
-        """GET `path` on the upstream for small JSON answers (tag lists, referrers), with the
-        vendor's credentials; retried once with new credentials when a cached one is refused.
-        Error statuses are returned as they are: the caller decides what a 404 means."""
+    async def get(self, repository: str, path: str, headers: dict[str, str] | None = None, *, kind: str, method: str = "GET") -> httpclient.HttpResponse:
+        """GET (or HEAD) `path` on the upstream for small answers (tag lists, referrers, the cache's
+        revalidations), with the vendor's credentials; retried once with new credentials when a
+        cached one is refused. Error statuses are returned as they are: the caller decides what a
+        404 means."""
         for _attempt in range(2):
             auth = await self.authorization(repository)
             request_headers = dict(headers or {})
             if auth.header:
                 request_headers["Authorization"] = auth.header
-            response = await self.call("GET", f"{self.registry.origin}{path}", headers=request_headers, what="reach")
+            response = await self.call(method, f"{self.registry.origin}{path}", headers=request_headers, what="reach")
             if response.status != 401 or not self.refused(auth):
                 return response
         return response
