@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # program -> Debian package
-PROGRAMS="docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils podman:podman containerd:containerd ctr:containerd nginx:nginx curl:curl"
+PROGRAMS="docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils podman:podman containerd:containerd ctr:containerd nginx:nginx curl:curl wrk:wrk"
 missing=()
 for pair in $PROGRAMS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

@@ -99,6 +99,12 @@ class LicensesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    token: Secret | None = None  # when set, /metrics needs it (Bearer, or as Basic password)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     listen: Listen
@@ -110,6 +116,7 @@ class Config:
     domains: Mapping[str, str]
     apps: Mapping[str, AppConfig]
     cache: Mapping[str, Any] | None = None
+    metrics: MetricsConfig = MetricsConfig()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -121,7 +128,7 @@ class Config:
 
 
 TOP_LEVEL_KEYS = {
-    "listen", "public_url", "token", "licenses", "pull_log", "blob_redirects", "cache", "domains", "apps",
+    "listen", "public_url", "token", "licenses", "pull_log", "blob_redirects", "cache", "domains", "apps", "metrics",
 }
 COMMON_REGISTRY_KEYS = {"name", "type", "url", "username", "password", "auth_hosts", "redirect_hosts"}
 
@@ -199,6 +206,8 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
     if cache is not None:
         cache = _mapping(cache, "cache")
 
+    metrics = _parse_metrics(raw.get("metrics"), base_dir, resolve_secrets)
+
     return Config(
         path=path,
         listen=listen,
@@ -210,6 +219,7 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
         domains=domains,
         apps=apps,
         cache=cache,
+        metrics=metrics,
         raw=raw,
     )
 
@@ -244,6 +254,18 @@ def parse_size(value: Any, key: str) -> int:
     unit = (match.group(2) or "B").upper()[0]
     power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
     return int(float(match.group(1)) * 1024**power)
+
+
+def _parse_metrics(value: Any, base_dir: Path, resolve_secrets: bool) -> MetricsConfig:
+    raw = _mapping(value or {}, "metrics")
+    _no_unknown(raw, {"enabled", "token"}, "metrics")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("metrics.enabled", "must be true or false")
+    token = raw.get("token")
+    if token is not None:
+        token = resolve_secret(token, "metrics.token", base_dir) if resolve_secrets else Secret(str(token), "")
+    return MetricsConfig(enabled, token)
 
 
 def _parse_licenses(value: Any, base_dir: Path, resolve_secrets: bool) -> LicensesConfig:

@@ -154,6 +154,8 @@ class TokenIssuer:
         for public in previous_public_keys:
             self.verify_keys[key_id(public)] = (public, algorithm_for(public))
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     def issue(self, subject_claims: dict[str, Any], access: list[dict[str, Any]], audience: str = SERVICE) -> dict[str, Any]:
         now = int(self.clock())
@@ -177,9 +179,11 @@ class TokenIssuer:
         cached = self._verified.get(token)
         if cached is not None:
             if cached["exp"] > now:
+                self.cache_hits += 1
                 return cached
             del self._verified[token]
             raise RegistryError("UNAUTHORIZED", "token expired; request a new one")
+        self.cache_misses += 1
         try:
             header = jwt.get_unverified_header(token)
             public, algorithm = self.verify_keys.get(header.get("kid"), (None, None))
