@@ -131,7 +131,7 @@ class Testbed:
         say("starting the upstream registries (local disk, and S3 on moto with storage redirects)")
         fs = self._keep(processes.start_registry(self.workdir / "registry-fs", users={}))
         s3_port = processes.free_port()
-        moto = self._keep(processes.start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)], self.workdir / "moto.log"))
+        moto = self._keep(processes.start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)], self.workdir / "moto.log", cwd=self.workdir))
         processes.wait_for_http(f"http://127.0.0.1:{s3_port}/", timeout=30)
         bucket = request("PUT", f"http://127.0.0.1:{s3_port}/registry")
         if bucket.status != 200:
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     facts["wall_time_s"] = round(time.time() - started)
     facts["load_after"] = bench_report.load_average()
 
-    report = bench_report.Report(results, sizes.__dict__, facts, failures)
+    report = bench_report.Report(results, sizes.__dict__, facts, failures, str(workdir))
     print()
     print(report.table())
     print()

@@ -57,6 +57,7 @@ class Report:
     sizes: dict
     facts: dict
     failures: list[str] = field(default_factory=list)
+    workdir: str = ""
 
     def values(self, test: str, variant: str, metric: str) -> list[float]:
         return self.results.get((test, variant), {}).get(metric, [])
@@ -164,6 +165,7 @@ class Report:
             "results": [{"test": t, "variant": v, "metrics": m} for (t, v), m in self.results.items()],
             "goals": [g.__dict__ for g in self.goals()],
             "failures": self.failures,
+            "workdir": self.workdir,
         }
 
 
