@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from tests.support import images, loadgen, nginx, processes  # noqa: E402
 from tests.support.http import basic, request  # noqa: E402
 
-import bench_report  # noqa: E402
+import bench_results  # noqa: E402
 
 MiB = loadgen.MiB
 LICENSE = "bench-license-globex-4Hs8kQ2v"
@@ -196,7 +196,7 @@ class Testbed:
         ]
         process = self._keep(processes.start(args, state / "mitmdump.log", cwd=state))
         processes.wait_for_http(f"http://127.0.0.1:{port}/v2/", timeout=30)
-        return processes.MirrorProcess(port, state, state, process)
+        return processes.MirrorProcess(port=port, workdir=state, config_path=state, process=process)
 
     def _start_mirror(self, shared: Path, name: str, apps: dict, **overrides) -> processes.MirrorProcess:
         """A replica: its own port, config copy and pull log; the signing key file is shared."""
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     workdir = Path(tempfile.mkdtemp(prefix="authmirror-bench-"))
     bed = Testbed(workdir, sizes)
-    facts = bench_report.machine_facts(quick=args.quick)
+    facts = bench_results.machine_facts(quick=args.quick)
     started = time.time()
     try:
         bed.start()
@@ -375,9 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["wall_time_s"] = round(time.time() - started)
-    facts["load_after"] = bench_report.load_average()
+    facts["load_after"] = bench_results.load_average()
 
-    report = bench_report.Report(results, sizes.__dict__, facts, failures, str(workdir))
+    report = bench_results.Report(results, sizes.__dict__, facts, failures, str(workdir))
     print()
     print(report.table())
     print()
@@ -387,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report.to_json(), indent=2))
     if out:
         if chart:
-            bench_report.draw_chart(report, chart)
-        bench_report.write_markdown(report, out, chart)
+            bench_results.draw_chart(report, chart)
+        bench_results.write_markdown(report, out, chart)
         print(f"\nbench: wrote {out}" + (f" and {chart}" if chart else ""))
     if failures:
         print(f"bench: {len(failures)} measurement(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
