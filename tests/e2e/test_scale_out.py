@@ -1,6 +1,8 @@
 """Scale-out for real: two mirror replicas sharing only the signing key (config, licenses from
 files), behind nginx; tokens from one replica work on the other; each replica writes its own pull
-log and serves its own Prometheus metrics."""
+events (one to a file, one to stdout as in a pod) and serves its own Prometheus metrics."""
+
+import json
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -8,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import nginx, processes
 from tests.support.http import basic, bearer_for, request
 
-from .conftest import LICENSES, assert_no_secrets, start_mirror
+from .conftest import LICENSES, MIRROR_ENV, assert_no_secrets, license_entries, mirror_apps, start_mirror
 
 pytestmark = pytest.mark.e2e
 IMAGE = "proxy/acme/vendor/vendor/app"
@@ -22,12 +24,23 @@ def replicas(workdir, upstream, token_upstream):
     shared.mkdir()
     token = {"signing_key": f"file:{shared / 'token.pem'}", "ttl_seconds": 300}
     first = start_mirror(workdir, upstream, token_upstream, "replica-a", token=token)
-    second = start_mirror(workdir, upstream, token_upstream, "replica-b", token=token)
+    # The second replica runs as in the Kubernetes example: pull events on stdout, little else there.
+    port = processes.free_port()
+    config = processes.write_mirror_config(workdir / "replica-b", port, mirror_apps(upstream, token_upstream), license_entries(), token=token, pull_log="-")
+    quiet = ["--set", "flow_detail=0"]
+    second = processes.start_mirror(workdir / "replica-b", config, port, env=MIRROR_ENV, extra_args=quiet)
     balancer = nginx.start_nginx(workdir / "replicas-nginx", {"both": [first.port, second.port]})
     yield first, second, balancer
     balancer.stop()
     second.stop()
     first.stop()
+
+
+def events_of(replica) -> list[dict]:
+    """Pull events from the replica's log file, or from its stdout (the JSON lines there)."""
+    if replica.pull_events():
+        return replica.pull_events()
+    return [json.loads(line) for line in replica.log().splitlines() if line.startswith("{")]
 
 
 def test_a_token_from_one_replica_is_accepted_by_the_other(replicas, built):
@@ -48,10 +61,12 @@ def test_pull_through_a_load_balancer_over_two_replicas(replicas, built, pull_di
     auth = basic(LICENSES["valid"])
     for _ in range(4):
         assert request("GET", f"{balancer.url('both')}/v2/{IMAGE}/manifests/1.0", {**auth, **MANIFEST_ACCEPT}).status == 200
-    served = [[e for e in replica.pull_events() if e["action"] == "manifest"] for replica in (first, second)]
+    served = [[e for e in events_of(replica) if e["action"] == "manifest"] for replica in (first, second)]
     assert all(served), "both replicas should have answered manifest requests"
     assert {e["request_id"] for e in served[0]}.isdisjoint({e["request_id"] for e in served[1]})
-    blobs = [e for replica in (first, second) for e in replica.pull_events() if e["action"] == "blob" and e["status"] == 200]
+    assert not (second.workdir / "pulls.jsonl").exists()
+    assert all(e["customer"] == "Globex Corp" for e in served[1])
+    blobs = [e for replica in (first, second) for e in events_of(replica) if e["action"] == "blob" and e["status"] == 200]
     assert {e["digest"] for e in blobs} >= {layer.digest for layer in built.single.layers}
 
 
