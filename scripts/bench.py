@@ -56,7 +56,7 @@ class Sizes:
     huge_repeats: int
 
 
-FULL = Sizes((64 * MiB,) * 3, 512 * MiB, 2048 * MiB, 64 * MiB, 20, 500, 3, 8, 5, 2)
+FULL = Sizes((64 * MiB,) * 3, 512 * MiB, 2048 * MiB, 64 * MiB, 20, 500, 2, 8, 5, 2)
 QUICK = Sizes((2 * MiB,) * 3, 16 * MiB, 48 * MiB, 4 * MiB, 4, 50, 1, 4, 1, 1)
 
 
@@ -162,11 +162,14 @@ class Testbed:
                 ]
             }
         }
+        # One process per variant (nginx's two replicas excepted), so no proxy works, and is
+        # scheduled, more than the bare mitmproxy it is compared with.
         shared = self.workdir / "mirror-shared"
-        follow = self._start_mirror(shared, "mirror-a", apps, blob_redirects="follow")
-        replica = self._start_mirror(shared, "mirror-b", apps, blob_redirects="follow")
-        passing = self._start_mirror(shared, "mirror-pass", apps, blob_redirects="pass")
-        balancer = self._keep(nginx.start_nginx(self.workdir / "nginx", {"one": [follow.port], "two": [follow.port, replica.port]}))
+        follow = self._start_mirror(shared, "mirror", apps, blob_redirects="follow")
+        follow_s3 = self._start_mirror(shared, "mirror-follow-s3", apps, blob_redirects="follow")
+        passing = self._start_mirror(shared, "mirror-pass-s3", apps, blob_redirects="pass")
+        first, second = (self._start_mirror(shared, f"replica-{n}", apps, blob_redirects="follow") for n in (1, 2))
+        balancer = self._keep(nginx.start_nginx(self.workdir / "nginx", {"one": [first.port], "two": [first.port, second.port]}))
 
         mirror_repo = f"proxy/bench/fs/{REPOSITORY}"
         s3_repo = f"proxy/bench/s3/{REPOSITORY}"
@@ -177,9 +180,9 @@ class Testbed:
             Variant("authmirror", follow.url, mirror_repo, LICENSE, (pid(follow),)),
             Variant("direct S3", s3.url, REPOSITORY),
             Variant("authmirror pass S3", passing.url, s3_repo, LICENSE, (pid(passing),)),
-            Variant("authmirror follow S3", follow.url, s3_repo, LICENSE, (pid(follow),)),
-            Variant("nginx + 1 replica", balancer.url("one"), mirror_repo, LICENSE, (pid(follow),)),
-            Variant("nginx + 2 replicas", balancer.url("two"), mirror_repo, LICENSE, (pid(follow), pid(replica))),
+            Variant("authmirror follow S3", follow_s3.url, s3_repo, LICENSE, (pid(follow_s3),)),
+            Variant("nginx + 1 replica", balancer.url("one"), mirror_repo, LICENSE, (pid(first),)),
+            Variant("nginx + 2 replicas", balancer.url("two"), mirror_repo, LICENSE, (pid(first), pid(second))),
         ):
             self.variants[variant.name] = variant
 
@@ -332,6 +335,41 @@ def measure(results: Results, failures: list[str], test: Test, repeat: int, labe
         print(f"    {test.name:8} {name:22} {shown}", flush=True)
 
 
+# -- profiling ------------------------------------------------------------------------------
+
+
+def start_profilers(bed: Testbed, directory: Path) -> dict[str, processes.Process]:
+    """py-spy sampling the bare mitmproxy and authmirror for the whole run (not pausing them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else processes.require_binary("py-spy")
+    profilers = {}
+    for name in ("mitmproxy", "authmirror"):
+        pid = bed.variants[name].pids[0]
+        output = directory / f"{name}.collapsed.txt"
+        args = [spy, "record", "--pid", str(pid), "--nonblocking", "--function", "--rate", "250", "--format", "raw", "--output", str(output)]
+        profilers[name] = processes.start(args, directory / f"{name}.py-spy.log")
+    return profilers
+
+
+def stop_profilers(profilers: dict[str, processes.Process], directory: Path) -> str:
+    """Stop py-spy (SIGINT makes it write its file) and summarize where each proxy spent its time."""
+    for profiler in profilers.values():
+        profiler.popen.send_signal(signal.SIGINT)
+        try:
+            profiler.popen.wait(30)
+        except Exception:  # noqa: BLE001 - stop() below kills it
+            pass
+        profiler.stop()
+    lines = []
+    for name in profilers:
+        path = directory / f"{name}.collapsed.txt"
+        if path.exists():
+            lines.append(bench_results.profile_summary(name, path.read_text()))
+    summary = "\n\n".join(lines)
+    (directory / "summary.txt").write_text(summary + "\n")
+    return summary
+
+
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
@@ -345,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", type=Path, help="chart file, .svg or .png (default: next to the report, benchmarks.svg)")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, pull events)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample bare mitmproxy and authmirror with py-spy during the run; collapsed stacks and a summary go to DIR")
     args = parser.parse_args(argv)
 
     sizes = QUICK if args.quick else FULL
@@ -362,13 +401,21 @@ def main(argv: list[str] | None = None) -> int:
     bed = Testbed(workdir, sizes)
     facts = bench_results.machine_facts(quick=args.quick)
     started = time.time()
+    profilers: dict = {}
+    profile = ""
     try:
         bed.start()
+        if args.profile:
+            profilers = start_profilers(bed, args.profile)
         results, failures = run_all(bed, sizes, set(args.only or ()))
+        if profilers:
+            profile = stop_profilers(profilers, args.profile)
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
     finally:
+        for profiler in profilers.values():
+            profiler.stop()
         bed.stop()
         if args.keep:
             print(f"bench: work directory kept at {workdir}", file=sys.stderr)
@@ -382,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table())
     print()
     print(report.goals_table())
+    if profile:
+        print(f"\n{profile}\n\nbench: py-spy profiles in {args.profile}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.to_json(), indent=2))

@@ -186,6 +186,32 @@ def render_table(header: list[str], rows: list[list[str]], markdown: bool) -> st
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
 
 
+# -- profiles -------------------------------------------------------------------------------
+
+
+def profile_summary(name: str, collapsed: str, top: int = 12) -> str:
+    """From py-spy's collapsed stacks: the share of busy samples in authmirror's own code, and the
+    functions (of any package) that hold most samples themselves."""
+    total = ours = 0
+    own: dict[str, int] = {}
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        if any("authmirror/" in frame for frame in frames):
+            ours += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    if not total:
+        return f"{name}: no samples"
+    lines = [f"{name}: {total} samples; in authmirror's code (inclusive): {100 * ours / total:.1f}%", "  self time, top functions:"]
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"  {100 * count / total:5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
 # -- the machine ------------------------------------------------------------------------------
 
 
