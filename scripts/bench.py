@@ -6,8 +6,8 @@
 
 Everything runs on 127.0.0.1 and is started (and stopped, by PID) by this script: a docker-registry
 on local disk, a docker-registry whose S3 driver on moto's server redirects blob GETs to storage,
-a bare `mitmdump --mode reverse` with streaming, authmirror (`blob_redirects: follow`), authmirror
-with `pass`, a second authmirror replica, and nginx balancing over one or two replicas.
+a bare `mitmdump --mode reverse` with streaming, authmirror (`blob_redirects: follow`, and `pass`
+in front of the S3 registry), and nginx balancing over one or two authmirror replicas.
 Variants are interleaved (their order rotates every repeat) so a busy neighbour hurts all alike;
 the report gives min/median/max per variant and the ratios the goals are about.
 """
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -69,7 +68,6 @@ class Variant:
     repository: str  # the repository path as this variant's clients name it
     license: str | None = None  # authmirror variants: pull with this license
     pids: tuple[int, ...] = ()  # proxy processes whose memory we watch
-    blob_digest: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -111,23 +109,31 @@ class Testbed:
         self.started.append(thing)
         return thing
 
-    # -- upstreams ------------------------------------------------------------------------------
-
     def start(self) -> None:
-        sizes = self.sizes
-        say("building the test image and blobs")
-        image = images.build_image(self.workdir / "oci", TAG, list(sizes.image_layers), seed=61)
-        blobs = {
-            "blob": (sizes.blob, 62),
-            "huge": (sizes.huge_blob, 63),
-            "parallel": (sizes.parallel_blob, 64),
-        }
-        blob_files = {}
-        for name, (size, seed) in blobs.items():
-            path = self.workdir / f"{name}.bin"
-            self.digests[name] = loadgen.write_blob_file(path, size, seed)
-            blob_files[name] = path
+        image, blob_files = self._make_images()
+        fs, s3 = self._start_upstreams()
+        say("pushing the image and blobs upstream")
+        for registry in (fs, s3):
+            processes.push(image.layout, TAG, registry, REPOSITORY)
+        for name, path in blob_files.items():
+            for registry in (fs, s3) if name == "blob" else (fs,):
+                loadgen.upload_blob(registry.url, REPOSITORY, path, self.digests[name])
+            path.unlink()
+        shutil.rmtree(image.layout)
+        self._start_proxies(fs, s3)
 
+    def _make_images(self) -> tuple[images.BuiltImage, dict[str, Path]]:
+        say("building the test image and blobs")
+        sizes = self.sizes
+        image = images.build_image(self.workdir / "oci", TAG, list(sizes.image_layers), seed=61)
+        blob_files = {}
+        for name, size, seed in (("blob", sizes.blob, 62), ("huge", sizes.huge_blob, 63), ("parallel", sizes.parallel_blob, 64)):
+            blob_files[name] = self.workdir / f"{name}.bin"
+            self.digests[name] = loadgen.write_blob_file(blob_files[name], size, seed)
+        return image, blob_files
+
+    def _start_upstreams(self) -> tuple[processes.Registry, processes.Registry]:
+        """docker-registry on local disk, and one whose S3 driver (on moto) redirects blob GETs."""
         say("starting the upstream registries (local disk, and S3 on moto with storage redirects)")
         fs = self._keep(processes.start_registry(self.workdir / "registry-fs", users={}))
         s3_port = processes.free_port()
@@ -141,18 +147,10 @@ class Testbed:
             "redirect": {"disable": False},
         }
         s3 = self._keep(processes.start_registry(self.workdir / "registry-s3", users={}, storage=storage))
+        return fs, s3
 
-        say("pushing the image and blobs upstream")
-        for registry in (fs, s3):
-            processes.push(image.layout, TAG, registry, REPOSITORY)
-        for name, path in blob_files.items():
-            targets = (fs, s3) if name == "blob" else (fs,)
-            for registry in targets:
-                loadgen.upload_blob(registry.url, REPOSITORY, path, self.digests[name])
-            path.unlink()
-        shutil.rmtree(image.layout)
-
-        say("starting bare mitmproxy, authmirror (follow, pass, a second replica) and nginx")
+    def _start_proxies(self, fs: processes.Registry, s3: processes.Registry) -> None:
+        say("starting bare mitmproxy, authmirror (follow, follow S3, pass S3, two replicas) and nginx")
         bare = self._start_bare_mitmproxy(fs.url)
         apps = {
             "bench": {
@@ -370,6 +368,10 @@ def stop_profilers(profilers: dict[str, processes.Process], directory: Path) -> 
     return summary
 
 
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         processes.require_binary(program)
 
     # SIGTERM stops us like Ctrl-C does: through the finally below, which stops what we started.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="authmirror-bench-"))
     bed = Testbed(workdir, sizes)
     facts = bench_results.machine_facts(quick=args.quick)
