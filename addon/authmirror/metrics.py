@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -58,6 +58,17 @@ CACHE_BYTES = Counter("authmirror_blob_cache_bytes", "Bytes answered per blob ca
 
 SENT_AT = "metrics_sent_at"  # context.extra key: when the request left for upstream (monotonic)
 
+# Labelled children by (metric, label values): a dict lookup instead of `labels()`, which
+# converts and checks every value and takes a lock on each call (the label sets are bounded).
+_children: dict[tuple, Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    found = _children.get((metric, labels))
+    if found is None:
+        found = _children[(metric, labels)] = metric.labels(*labels)
+    return found
+
 
 # -- called from the request pipeline ---------------------------------------------------------
 
@@ -72,22 +83,22 @@ def upstream_answered(context: RequestContext) -> None:
     if sent is None or registry is None:
         return
     target = "storage" if context.to_storage else "registry"
-    UPSTREAM_LATENCY.labels(registry.app, registry.name, target).observe(time.monotonic() - sent)
+    child(UPSTREAM_LATENCY, registry.app, registry.name, target).observe(time.monotonic() - sent)
 
 
 def request_finished(context: RequestContext, method: str, status: int) -> None:
     """One answered request (called once per flow, from `response` or `error`)."""
     action = request_action(context)
-    REQUESTS.labels(action, method if method in KNOWN_METHODS else "other", str(status)).inc()
+    child(REQUESTS, action, method if method in KNOWN_METHODS else "other", str(status)).inc()
     if context.error_code:
-        ERRORS.labels(action, context.error_code).inc()
+        child(ERRORS, action, context.error_code).inc()
     if context.bytes:
         registry = context.registry
-        RESPONSE_BYTES.labels(action, registry.app if registry else "", registry.name if registry else "").inc(context.bytes)
-    DURATION.labels(action).observe(time.monotonic() - context.started)
+        child(RESPONSE_BYTES, action, registry.app if registry else "", registry.name if registry else "").inc(context.bytes)
+    child(DURATION, action).observe(time.monotonic() - context.started)
     if context.cache:
-        CACHE_REQUESTS.labels(context.cache).inc()
-        CACHE_BYTES.labels(context.cache).inc(context.bytes)
+        child(CACHE_REQUESTS, context.cache).inc()
+        child(CACHE_BYTES, context.cache).inc(context.bytes)
 
 
 def request_action(context: RequestContext) -> str:
