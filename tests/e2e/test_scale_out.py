@@ -23,17 +23,21 @@ def replicas(workdir, upstream, token_upstream):
     shared = workdir / "replicas-shared"
     shared.mkdir()
     token = {"signing_key": f"file:{shared / 'token.pem'}", "ttl_seconds": 300}
-    first = start_mirror(workdir, upstream, token_upstream, "replica-a", token=token)
-    # The second replica runs as in the Kubernetes example: pull events on stdout, little else there.
-    port = processes.free_port()
-    config = processes.write_mirror_config(workdir / "replica-b", port, mirror_apps(upstream, token_upstream), license_entries(), token=token, pull_log="-")
-    quiet = ["--set", "flow_detail=0"]
-    second = processes.start_mirror(workdir / "replica-b", config, port, env=MIRROR_ENV, extra_args=quiet)
-    balancer = nginx.start_nginx(workdir / "replicas-nginx", {"both": [first.port, second.port]})
-    yield first, second, balancer
-    balancer.stop()
-    second.stop()
-    first.stop()
+    started = []
+    try:
+        first = start_mirror(workdir, upstream, token_upstream, "replica-a", token=token)
+        started.append(first)
+        # The second replica runs as in the Kubernetes example: pull events on stdout.
+        port = processes.free_port()
+        config = processes.write_mirror_config(workdir / "replica-b", port, mirror_apps(upstream, token_upstream), license_entries(), token=token, pull_log="-")
+        second = processes.start_mirror(workdir / "replica-b", config, port, env=MIRROR_ENV, extra_args=["--set", "flow_detail=0"])
+        started.append(second)
+        balancer = nginx.start_nginx(workdir / "replicas-nginx", {"both": [first.port, second.port]})
+        started.append(balancer)
+        yield first, second, balancer
+    finally:
+        for thing in reversed(started):
+            thing.stop()
 
 
 def events_of(replica) -> list[dict]:
