@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# program -> Debian package (chromium: the HTML report's render test, ~110 MB download)
-PROGRAMS="docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils podman:podman containerd:containerd ctr:containerd nginx:nginx curl:curl chromium:chromium"
+# program -> Debian package (chromium: the HTML report's render test, ~110 MB download; wrk: the benchmark)
+PROGRAMS="docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils podman:podman containerd:containerd ctr:containerd nginx:nginx curl:curl chromium:chromium wrk:wrk"
 missing=()
 for pair in $PROGRAMS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

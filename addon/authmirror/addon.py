@@ -9,7 +9,7 @@ from typing import Optional
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
-from . import answers, handling, mitm_errors, tls
+from . import answers, handling, metrics, mitm_errors, tls
 from .config import load_config
 from .context import get_context
 from .errors import ConfigError, RegistryError
@@ -92,6 +92,7 @@ class AuthMirror:
             except ConfigError as e:
                 raise exceptions.OptionsError(f"authmirror: invalid config {path}: {e}") from None
             previous, self.mirror = self.mirror, mirror
+            metrics.watch(mirror)
             if previous:
                 previous.close()
             try:
@@ -158,6 +159,8 @@ class AuthMirror:
             self._answer_error(flow, context, RegistryError("UNKNOWN", "internal error in the mirror; the vendor can look it up by request_id", status=500))
         if flow.response is not None:
             self.injector.discard(flow)
+        elif context.forwarded:
+            metrics.request_forwarded(context)
 
     def _answer_error(self, flow: http.HTTPFlow, context, error: RegistryError) -> None:
         context.error_code, context.error_message = error.code, error.message

@@ -111,6 +111,12 @@ class LogRotation:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    token: Secret | None = None  # when set, /metrics needs it (Bearer, or as Basic password)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     listen: Listen
@@ -126,6 +132,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     pull_log_rotation: LogRotation | None = None
+    metrics: MetricsConfig = MetricsConfig()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -138,7 +145,7 @@ class Config:
 
 TOP_LEVEL_KEYS = {
     "listen", "public_url", "token", "licenses", "pull_log", "blob_redirects", "cache", "domains", "apps",
-    "timeouts", "limits", "tls",
+    "timeouts", "limits", "tls", "metrics",
 }
 COMMON_REGISTRY_KEYS = {"name", "type", "url", "username", "password", "auth_hosts", "redirect_hosts"}
 
@@ -213,6 +220,8 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
 
     cache = parse_cache(raw.get("cache"), base_dir)
 
+    metrics = _parse_metrics(raw.get("metrics"), base_dir, resolve_secrets)
+
     return Config(
         path=path,
         listen=listen,
@@ -228,6 +237,7 @@ def parse_config(raw: Any, path: Path, *, resolve_secrets: bool = True) -> Confi
         limits=parse_limits(raw.get("limits")),
         tls=tls,
         pull_log_rotation=pull_log_rotation,
+        metrics=metrics,
         raw=raw,
     )
 
@@ -285,6 +295,18 @@ def _parse_pull_log(value: Any, base_dir: Path) -> tuple[Path | None, LogRotatio
     if not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep <= 1000:
         raise ConfigError("pull_log.keep", "must be an integer between 1 and 1000 (rotated files kept)")
     return resolve_path(path, base_dir), LogRotation(max_size, keep)
+
+
+def _parse_metrics(value: Any, base_dir: Path, resolve_secrets: bool) -> MetricsConfig:
+    raw = _mapping(value or {}, "metrics")
+    _no_unknown(raw, {"enabled", "token"}, "metrics")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("metrics.enabled", "must be true or false")
+    token = raw.get("token")
+    if token is not None:
+        token = resolve_secret(token, "metrics.token", base_dir) if resolve_secrets else Secret(str(token), "")
+    return MetricsConfig(enabled, token)
 
 
 def _parse_licenses(value: Any, base_dir: Path, resolve_secrets: bool) -> LicensesConfig:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mitmproxy import http
 
-from . import answers, mitm_errors
+from . import answers, metrics, mitm_errors
 from .clientauth import ClientCredential, parse_authorization
 from .context import RequestContext, new_context, summarize
 from .errors import RegistryError, UpstreamError
@@ -90,7 +90,7 @@ async def handle_request(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
     if route.kind == "ready":
         return answer_ready(mirror, flow, context)
     if route.kind == "metrics":
-        raise RegistryError("UNSUPPORTED", "metrics are not enabled", status=404)
+        return metrics.answer(mirror, flow, context)
     if route.kind == "token":
         return answer_token(mirror, flow, context, query, domain)
     if request.method not in READ_METHODS or route.kind == "upload":
@@ -269,6 +269,7 @@ def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: Request
         return
     if mirror.cache is not None and mirror.cache.answer_headers(flow, context):
         return
+    metrics.upstream_answered(context)
     redact_request(flow.request)
     response = flow.response
     assert response is not None and context.upstream is not None and context.registry is not None
@@ -410,6 +411,7 @@ def connection_error(registry_name: str, message: str, storage: bool) -> Registr
 def finish(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, status: int) -> None:
     summarize(flow, context)
     annotate(flow, context, status)
+    metrics.request_finished(context, flow.request.method, status)
     if context.action:
         mirror.pull_log.write(pull_event(flow, context, status))
 

@@ -162,6 +162,8 @@ class TokenIssuer:
         if len(self.verify_keys) > 1:
             log.info("token.previous_keys are accepted for %d s more (one TTL); remove them from the config after that", ttl_seconds)
         self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     def issue(self, subject_claims: dict[str, Any], access: list[dict[str, Any]], audience: str = SERVICE) -> dict[str, Any]:
         now = int(self.clock())
@@ -186,9 +188,11 @@ class TokenIssuer:
         if cached is not None:
             claims, valid_until = cached
             if valid_until > now:
+                self.cache_hits += 1
                 return claims
             del self._verified[token]
             raise RegistryError("UNAUTHORIZED", "token expired; request a new one")
+        self.cache_misses += 1
         try:
             header = jwt.get_unverified_header(token)
             kid = header.get("kid")
