@@ -198,7 +198,8 @@ class FileServer:
             self.process = subprocess.Popen(
                 [binary, "-e", str(error_log), "-p", str(self.state), "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, close_fds=True,
+                # Its own process group: if the master dies hard, stop() still reaps its workers.
+                preexec_fn=_die_with_parent, close_fds=True, start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -216,8 +217,19 @@ class FileServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
+        try:
+            if process.poll() is None:
+                self._stop_master(process)
+        finally:
+            # Workers outlive a master that was killed hard: end the whole group we started.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _stop_master(self, process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGQUIT)  # graceful: lets transfers in progress finish, briefly
         try:
             process.wait(STOP_TIMEOUT)
