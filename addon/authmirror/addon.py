@@ -24,6 +24,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "authmirror.
 # Reverse mode needs a target; every flow is re-pointed (or answered) before it could be used,
 # and `server_connect` refuses anything that is not a configured upstream anyway.
 PLACEHOLDER_TARGET = "http://127.0.0.1:9"
+PLACEHOLDER_ADDRESS = ("127.0.0.1", 9)
 
 
 class CredentialInjector:
@@ -201,8 +202,15 @@ class AuthMirror:
         except Exception:
             log.exception("authmirror: internal error on failed request %s", context.request_id)
 
+    def tls_clienthello(self, data) -> None:
+        if self.mirror is not None:
+            tls.refuse_unconfigured_tls(data, self.mirror.config.tls)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Last line of defence: mitmproxy never connects anywhere but a configured upstream."""
         address = data.server.address
         if self.mirror is None or address is None or not self.mirror.may_connect(address[0], address[1]):
-            data.server.error = "authmirror: destination is not a configured upstream"
+            if address == PLACEHOLDER_ADDRESS:  # a TLS connection passed through by tls_clienthello
+                data.server.error = "authmirror: TLS handshake refused: this listener speaks plain http (no tls.certificate)"
+            else:
+                data.server.error = "authmirror: destination is not a configured upstream"

@@ -77,6 +77,19 @@ def write_listener_pem(config: TlsConfig, directory: Path) -> Path:
 # -- listener -----------------------------------------------------------------------------------
 
 
+def refuse_unconfigured_tls(data: Any, config: TlsConfig) -> None:
+    """Without a listener certificate the mirror speaks plain http only.
+
+    mitmproxy would otherwise answer a TLS ClientHello with a certificate from its own generated
+    CA: clients that skip verification (`--tls-verify=false` tries https first) would get
+    encryption nobody configured, at a CPU cost, and the rest a confusing certificate error. Not
+    intercepting the connection makes the handshake fail at once (the pass-through it asks for
+    is refused by the `server_connect` guard), and such clients fall back to http.
+    """
+    if not config.serves_https:
+        data.ignore_connection = True
+
+
 def require_https(flow: http.HTTPFlow, config: TlsConfig) -> None:
     """With a listener certificate configured, only health checks may come over plain http."""
     if not config.serves_https or flow.client_conn.tls_established:

@@ -291,3 +291,12 @@ def test_same_failure_text_on_two_flows_keeps_each_flows_error():
     mitm_errors.expect(second, RegistryError("UNAVAILABLE", "registry 'two' failed", status=502))
     assert "'two'" in mitm_errors.error_for(502, second).message
     assert "'one'" in mitm_errors.error_for(502, first).message
+
+
+def test_tls_clienthello_is_refused_without_a_listener_certificate(addon_ctx):
+    from mitmproxy.tls import ClientHelloData
+
+    addon, _, _ = addon_ctx
+    data = ClientHelloData(context=None, client_hello=None)
+    addon.tls_clienthello(data)
+    assert data.ignore_connection is True

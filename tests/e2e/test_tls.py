@@ -140,3 +140,15 @@ def test_tls_listener_certificate_is_the_configured_one(tls_setup):
         urllib.request.urlopen(f"https://127.0.0.1:{tls_setup.trusting.port}/healthz", context=ssl.create_default_context(), timeout=10)
     status, _, body = https_get(tls_setup, "/healthz", {})
     assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
+def test_listener_without_certificate_speaks_plain_http_only(tls_setup):
+    """No tls.certificate: a TLS handshake fails at once (no certificate from mitmproxy's own CA),
+    so clients that try https first fall back to http, where the mirror answers."""
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        urllib.request.urlopen(f"https://127.0.0.1:{tls_setup.plain.port}/healthz", context=insecure, timeout=10)
+    assert request("GET", f"{tls_setup.plain.url}/healthz").status == 200
+    assert "plain http" in tls_setup.plain.log()
