@@ -14,8 +14,9 @@ Blob cache: a request answered with `context.cache` set ("hit", "miss", "fill", 
 counted per request in authmirror_blob_cache_requests_total{result} and its bytes in
 authmirror_blob_cache_bytes_total{result}. The cache's own state (`Cache.snapshot()`) is read at
 scrape time: the hit ratio and upstream egress saved since start (the two figures operators ask
-for first), fills, drops, corrupt files, evictions and the store's size. Nothing is exported
-twice: per-result request counts and bytes come only from the per-request counters.
+for first), fills, drops, corrupt files, evictions and the store's size. The snapshot's requests
+per result are not exported again (the per-request counters have them); saved bytes equal the
+hit + stale bytes of authmirror_blob_cache_bytes_total, as one series a dashboard can plot.
 """
 
 from __future__ import annotations
