@@ -144,7 +144,7 @@ class Report:
             "tokens": f"{s['token_seconds']:g} s, {s['token_connections']} connections",
             "cache-pull": image,
             "cache-blob": mib(s["blob"]),
-            "cache-burst": f"{s['burst_clients']} clients, {image or 'image'}",
+            "cache-burst": f"{s['burst_clients']} clients",
         }[test]
         return f"{TESTS[test]} ({detail})" if detail else TESTS[test]
 
@@ -345,6 +345,10 @@ def draw_chart(report: Report, path: Path) -> None:
     for axis, (test, metric, title) in zip(axes.flat, panels):
         if test is None:
             _rss_panel(axis, report)
+        elif not any(t == test for t, _ in report.results):
+            axis.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=axis.transAxes, color="#888")
+            axis.set_xticks([])
+            axis.set_yticks([])
         else:
             variants = [v for (t, v) in report.results if t == test and report.values(t, v, metric)]
             medians = [report.median(test, v, metric) for v in variants]
@@ -367,6 +371,11 @@ def draw_chart(report: Report, path: Path) -> None:
 
 def _rss_panel(axis, report: Report) -> None:
     tests = [t for t in ("blob", "huge", "parallel") if any(report.values(t, v, "rss_mib") for v in ("mitmproxy", "authmirror"))]
+    if not tests:
+        axis.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=axis.transAxes, color="#888")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        return
     width = 0.38
     for offset, variant in enumerate(("mitmproxy", "authmirror")):
         peaks = [report.peak(t, variant) or 0 for t in tests]
