@@ -242,9 +242,13 @@ class Testbed:
             "cache_redirect": lambda: self._start_mirror(shared, "mirror-cache-redirect", apps, blob_redirects="follow", cache={**cache, "serve": "redirect"}),
             "distribution": lambda: self._keep(processes.start_registry(self.workdir / "distribution-cache", users={}, extra={"proxy": {"remoteurl": fs.url}})),
         }
-        with ThreadPoolExecutor(len(starts)) as pool:
+        pool = ThreadPoolExecutor(len(starts))
+        try:
             futures = {name: pool.submit(start) for name, start in starts.items()}
-        started = {name: future.result() for name, future in futures.items()}  # raises the first failure
+            started = {name: future.result() for name, future in futures.items()}  # raises the first failure
+        finally:
+            # Even when interrupted: every start under way lands in self.started before stop() runs.
+            pool.shutdown(wait=True)
         bare, follow, follow_s3, passing, first, second = (started[n] for n in ("bare", "follow", "follow_s3", "passing", "first", "second"))
         cache_proxy, cache_redirect, distribution = started["cache_proxy"], started["cache_redirect"], started["distribution"]
         balancer = self._keep(nginx.start_nginx(self.workdir / "nginx", {"one": [first.port], "two": [first.port, second.port]}))
