@@ -22,7 +22,11 @@ TESTS = {
     "heads": "manifest HEADs, keep-alive",
     "parallel": "parallel blob GETs",
     "tokens": "token endpoint",
+    "cache-pull": "skopeo pull, 3 layers",
+    "cache-blob": "one blob",
+    "cache-burst": "concurrent cold pulls",
 }
+CACHE_TESTS = ("cache-pull", "cache-blob", "cache-burst")  # reported in a table of their own
 METRICS = {
     "seconds": ("s", "lower"),
     "mb_s": ("MB/s", "higher"),
@@ -30,7 +34,9 @@ METRICS = {
     "p50_ms": ("ms p50", "lower"),
     "p99_ms": ("ms p99", "lower"),
     "rps": ("req/s", "higher"),
+    "upstream_gets": ("upstream layer GETs", "lower"),
 }
+NO_RATIO = ("rss_mib", "upstream_gets")  # facts about one variant, not speeds to compare
 # What each variant is compared with, per test (ratio = variant median / baseline median).
 BASELINES = {
     "pull": {"mitmproxy": "direct", "authmirror": "direct", "authmirror pass S3": "direct S3"},
@@ -39,6 +45,17 @@ BASELINES = {
     "heads": {"mitmproxy": "direct", "authmirror": "mitmproxy"},
     "parallel": {"mitmproxy": "direct", "authmirror": "mitmproxy", "nginx + 1 replica": "authmirror", "nginx + 2 replicas": "nginx + 1 replica"},
     "tokens": {"nginx + 1 replica": "authmirror", "nginx + 2 replicas": "nginx + 1 replica"},
+    "cache-pull": {
+        "mitmproxy": "direct",
+        "authmirror": "direct",
+        "Distribution cache cold": "direct",
+        "Distribution cache warm": "direct",
+        "authmirror cache cold": "Distribution cache cold",
+        "authmirror cache warm proxy": "Distribution cache warm",
+        "authmirror cache warm redirect": "Distribution cache warm",
+    },
+    "cache-blob": {v: "direct" for v in ("mitmproxy", "authmirror", "authmirror cache warm proxy", "authmirror cache warm redirect", "Distribution cache warm")},
+    "cache-burst": {"authmirror cache cold": "Distribution cache cold", "authmirror": "Distribution cache cold"},
 }
 RSS_LIMIT_MIB = 150.0
 FLAT_MARGIN_MIB = 16.0
@@ -79,7 +96,7 @@ class Report:
     def ratio(self, test: str, variant: str, metric: str) -> tuple[float, str] | None:
         """Median of the per-repeat ratios: a busy moment slows both sides of a pair alike."""
         baseline = BASELINES.get(test, {}).get(variant)
-        if baseline is None or metric == "rss_mib":
+        if baseline is None or metric in NO_RATIO:
             return None
         ratios = [a / b for a, b in self.pairs(test, variant, baseline, metric) if b]
         return (statistics.median(ratios), baseline) if ratios else None
@@ -90,9 +107,11 @@ class Report:
 
     # -- text ---------------------------------------------------------------------------------
 
-    def rows(self) -> list[list[str]]:
+    def rows(self, tests: tuple[str, ...] | None = None) -> list[list[str]]:
         rows = []
         for (test, variant), metrics in self.results.items():
+            if tests is not None and test not in tests:
+                continue
             for metric, values in metrics.items():
                 if metric not in METRICS:
                     continue
@@ -115,19 +134,33 @@ class Report:
     def test_label(self, test: str) -> str:
         s = self.sizes
         mib = lambda n: f"{n / 2**20:g} MiB" if n < 2**30 else f"{n / 2**30:g} GiB"  # noqa: E731
+        image = f"{len(s['image_layers'])}x{mib(s['image_layers'][0])}" if len(set(s["image_layers"])) == 1 else ""
         detail = {
-            "pull": f"3x{mib(s['image_layers'][0])}" if len(set(s["image_layers"])) == 1 else "",
+            "pull": image,
             "blob": mib(s["blob"]),
             "huge": mib(s["huge_blob"]),
             "heads": f"{s['heads']}",
             "parallel": f"{s['parallel_count']}x{mib(s['parallel_blob'])}",
             "tokens": f"{s['token_seconds']:g} s, {s['token_connections']} connections",
+            "cache-pull": image,
+            "cache-blob": mib(s["blob"]),
+            "cache-burst": f"{s['burst_clients']} clients",
         }[test]
         return f"{TESTS[test]} ({detail})" if detail else TESTS[test]
 
-    def table(self, markdown: bool = False) -> str:
+    def table(self, markdown: bool = False, tests: tuple[str, ...] | None = None) -> str:
         header = ["test", "variant", "unit", "min", "median", "max", "n", "ratio vs (median of paired runs)"]
-        return render_table(header, self.rows(), markdown)
+        return render_table(header, self.rows(tests), markdown)
+
+    def core_table(self, markdown: bool = False) -> str:
+        return self.table(markdown, tuple(t for t in TESTS if t not in CACHE_TESTS))
+
+    def cache_table(self, markdown: bool = False) -> str:
+        return self.table(markdown, CACHE_TESTS)
+
+    @property
+    def has_cache_results(self) -> bool:
+        return any(test in CACHE_TESTS for test, _ in self.results)
 
     def goals(self) -> list[Goal]:
         goals = []
@@ -152,6 +185,27 @@ class Report:
         ))
         ratio = self.ratio("blob", "authmirror pass S3", "mb_s")
         goals.append(Goal("with pass, blob throughput near direct (>= 0.9x)", f"{ratio[0]:.2f}x" if ratio else "n/a", ratio[0] >= 0.9 if ratio else None))
+        return goals + self.cache_goals()
+
+    def cache_goals(self) -> list[Goal]:
+        goals = []
+        ratio = self.ratio("cache-pull", "authmirror cache cold", "seconds")
+        goals.append(Goal("cache: cold pull <= Distribution cold", f"{ratio[0]:.2f}x" if ratio else "n/a", ratio[0] <= 1.0 if ratio else None))
+        ratio = self.ratio("cache-blob", "authmirror cache warm redirect", "mb_s")
+        goals.append(Goal("cache: warm redirect blob throughput >= 0.9x direct", f"{ratio[0]:.2f}x" if ratio else "n/a", ratio[0] >= 0.9 if ratio else None))
+        ratio = self.ratio("cache-pull", "authmirror cache warm redirect", "seconds")
+        proxy = self.ratio("cache-pull", "authmirror cache warm proxy", "seconds")
+        value = (f"{ratio[0]:.2f}x" + (f" (serve: proxy {proxy[0]:.2f}x)" if proxy else "")) if ratio else "n/a"
+        goals.append(Goal("cache: warm skopeo pull (redirect) <= 1.05x Distribution warm", value, ratio[0] <= 1.05 if ratio else None))
+        layers = len(self.sizes["image_layers"])
+        gets = {v: self.values("cache-burst", v, "upstream_gets") for v in ("authmirror cache cold", "authmirror", "Distribution cache cold")}
+        mine = gets["authmirror cache cold"]
+        others = ", ".join(f"{v}: {max(g):.0f}" for v, g in gets.items() if g and v != "authmirror cache cold")
+        goals.append(Goal(
+            f"cache: {self.sizes['burst_clients']} concurrent cold pulls fetch each of {layers} layers once",
+            f"{max(mine):.0f} layer GETs upstream at most" + (f" ({others})" if others else "") if mine else "n/a",
+            max(mine) == layers if mine else None,
+        ))
         return goals
 
     def goals_table(self, markdown: bool = False) -> str:
@@ -283,19 +337,30 @@ def draw_chart(report: Report, path: Path) -> None:
         ("parallel", "mb_s", "parallel blob GETs (aggregate MB/s)"),
         ("tokens", "rps", "token endpoint (req/s)"),
         (None, "rss_mib", "proxy peak RSS (MiB)"),
+        ("cache-pull", "seconds", "skopeo pull (s, lower is better)"),
+        ("cache-blob", "mb_s", "one blob, warm (MB/s)"),
+        ("cache-burst", "seconds", "concurrent cold skopeo pulls (s)"),  # bars labelled with upstream layer GETs
     ]
-    figure, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    figure, axes = plt.subplots(3, 3, figsize=(14, 10))
     for axis, (test, metric, title) in zip(axes.flat, panels):
         if test is None:
             _rss_panel(axis, report)
+        elif not any(t == test for t, _ in report.results):
+            axis.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=axis.transAxes, color="#888")
+            axis.set_xticks([])
+            axis.set_yticks([])
         else:
             variants = [v for (t, v) in report.results if t == test and report.values(t, v, metric)]
             medians = [report.median(test, v, metric) for v in variants]
             lows = [m - min(report.values(test, v, metric)) for v, m in zip(variants, medians)]
             highs = [max(report.values(test, v, metric)) - m for v, m in zip(variants, medians)]
-            axis.barh(variants, medians, xerr=[lows, highs], color=[_colour(v) for v in variants], capsize=2)
+            bars = axis.barh(variants, medians, xerr=[lows, highs], color=[_colour(v) for v in variants], capsize=2)
+            if test == "cache-burst":
+                gets = [report.values(test, v, "upstream_gets") for v in variants]
+                axis.bar_label(bars, labels=[f"{max(g):.0f} GETs" if g else "" for g in gets], label_type="center", fontsize=7, color="white")
             axis.invert_yaxis()
-        axis.set_title(title if test is None else f"{report.test_label(test)}: {title.split('(')[-1].rstrip(')')}")
+        prefix = "cache: " if test in CACHE_TESTS else ""
+        axis.set_title(title if test is None else f"{prefix}{report.test_label(test)}: {title.split('(')[-1].rstrip(')')}")
         axis.grid(axis="x", alpha=0.3)
     figure.suptitle(f"authmirror benchmark, {report.facts.get('date', '')}, {report.facts.get('cores')} cores, {report.facts.get('mode')}", fontsize=10)
     figure.tight_layout()
@@ -306,6 +371,11 @@ def draw_chart(report: Report, path: Path) -> None:
 
 def _rss_panel(axis, report: Report) -> None:
     tests = [t for t in ("blob", "huge", "parallel") if any(report.values(t, v, "rss_mib") for v in ("mitmproxy", "authmirror"))]
+    if not tests:
+        axis.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=axis.transAxes, color="#888")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        return
     width = 0.38
     for offset, variant in enumerate(("mitmproxy", "authmirror")):
         peaks = [report.peak(t, variant) or 0 for t in tests]
@@ -322,6 +392,10 @@ def _colour(variant: str) -> str:
         return "#2980b9"
     if variant.startswith("nginx"):
         return "#8e44ad"
+    if variant.startswith("Distribution"):
+        return "#d35400"
+    if variant.startswith("authmirror cache"):
+        return "#16a085"
     return "#27ae60"
 
 
@@ -349,9 +423,11 @@ def generated_section(report: Report, chart: Path | None, out: Path) -> str:
         "",
         "### Results",
         "",
-        report.table(markdown=True),
+        report.core_table(markdown=True),
         "",
     ]
+    if report.has_cache_results:
+        lines += ["### Blob cache", "", report.cache_table(markdown=True), ""]
     if chart:
         lines += [f"![benchmark chart]({os.path.relpath(chart, out.parent)})", ""]
     if report.failures:

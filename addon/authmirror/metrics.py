@@ -10,17 +10,20 @@ Each replica serves its own numbers; Prometheus scrapes every replica (see examp
 Counters kept by the mirror itself (token caches, pull-log failures) are read at scrape time, so
 they cost nothing per request, and carry over a config reload (which builds a new Mirror).
 
-Blob cache hook: a request answered with `context.cache` set ("hit", "miss", "fill", "stale")
-is counted in authmirror_blob_cache_requests_total{result} and its bytes in
-authmirror_blob_cache_bytes_total{result}; hit ratio = hits / all, bytes saved = hit bytes.
-A cache with more to say (its size, evictions) adds a collector with `register_collector`.
+Blob cache: a request answered with `context.cache` set ("hit", "miss", "fill", "stale") is
+counted per request in authmirror_blob_cache_requests_total{result} and its bytes in
+authmirror_blob_cache_bytes_total{result}. The cache's own state (`Cache.snapshot()`) is read at
+scrape time: the hit ratio and upstream egress saved since start (the two figures operators ask
+for first), fills, drops, corrupt files, evictions and the store's size. The snapshot's requests
+per result are not exported again (the per-request counters have them); saved bytes equal the
+hit + stale bytes of authmirror_blob_cache_bytes_total, as one series a dashboard can plot.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -148,6 +151,13 @@ class MirrorCollector:
             yield ("upstream", app, name, "hit"), upstream.tokens.hits
             yield ("upstream", app, name, "fetch"), upstream.tokens.fetches
         yield ("pull_log_failures",), mirror.pull_log.failures
+        if mirror.cache is not None:
+            snapshot = mirror.cache.snapshot()
+            requests = snapshot["requests"]
+            yield ("cache", "answered"), requests["hit"] + requests["stale"]
+            yield ("cache", "consulted"), sum(requests.values())
+            for name in CACHE_COUNTERS:
+                yield ("cache", name), snapshot[name]
 
     def collect(self) -> Iterable[Metric]:
         totals = dict(self.carried)
@@ -162,7 +172,7 @@ class MirrorCollector:
                 verify.add_metric([key[1]], value)
             elif key[0] == "upstream":
                 upstream.add_metric(list(key[1:]), value)
-            else:
+            elif key[0] == "pull_log_failures":
                 failures.add_metric([], value)
         yield verify
         yield upstream
@@ -170,6 +180,40 @@ class MirrorCollector:
         if self.mirror is not None:
             yield GaugeMetricFamily("authmirror_licenses", "Licenses loaded from the licenses file.", value=len(self.mirror.licenses.licenses))
             yield GaugeMetricFamily("authmirror_registries", "Configured upstream registries.", value=len(self.mirror.upstreams))
+            if self.mirror.cache is not None:
+                yield from cache_families(totals, self.mirror.cache.snapshot())
+
+
+# Cumulative cache counters (snapshot key -> metric name without _total, help). Kept over reloads.
+CACHE_COUNTERS = {
+    "bytes_served": ("authmirror_blob_cache_saved_bytes", "Bytes clients got from the cache (hits and stale manifests) instead of the upstream: upstream egress saved."),
+    "bytes_filled": ("authmirror_blob_cache_filled_bytes", "Bytes fetched upstream and committed to the cache (blobs and manifests)."),
+    "fills_dropped": ("authmirror_blob_cache_fills_dropped", "Fills that left nothing behind: truncated, mismatching or aborted transfers."),
+    "corrupt": ("authmirror_blob_cache_corrupt_files", "Cached files found corrupt (dropped, then fetched from upstream again)."),
+    "evictions": ("authmirror_blob_cache_evictions", "Cached files evicted, least recently used first, to stay within max_size."),
+}
+# The store as it is now (snapshot key -> metric name, help).
+CACHE_GAUGES = {
+    "size_bytes": ("authmirror_blob_cache_size_bytes", "Bytes held in the cache."),
+    "max_size_bytes": ("authmirror_blob_cache_max_size_bytes", "The cache's configured max_size."),
+    "entries": ("authmirror_blob_cache_entries", "Files (blobs and manifests) held in the cache."),
+}
+
+
+def cache_families(totals: dict[tuple, float], snapshot: dict[str, Any]) -> Iterable[Metric]:
+    """The blob cache's state: `totals` holds its counters summed over config reloads."""
+    consulted = totals.get(("cache", "consulted"), 0)
+    ratio = totals.get(("cache", "answered"), 0) / consulted if consulted else 0.0
+    yield GaugeMetricFamily(
+        "authmirror_blob_cache_hit_ratio",
+        "Blob and manifest requests answered from the cache (hits and stale answers) over all that consulted it, since start (0 before any). "
+        "Over a window: authmirror_blob_cache_requests_total by result.",
+        value=ratio,
+    )
+    for key, (name, help_text) in CACHE_COUNTERS.items():
+        yield CounterMetricFamily(name, help_text, value=totals.get(("cache", key), 0))
+    for key, (name, help_text) in CACHE_GAUGES.items():
+        yield GaugeMetricFamily(name, help_text, value=snapshot[key])
 
 
 MIRROR = MirrorCollector()
@@ -180,8 +224,3 @@ def watch(mirror: Mirror) -> None:
     """The addon calls this with every Mirror it builds."""
     MIRROR.watch(mirror)
 
-
-def register_collector(collector: Callable[[], Iterable[Metric]] | object) -> None:
-    """For features with their own numbers (the blob cache's size, evictions): an object with
-    `collect()` yielding metric families, read at scrape time."""
-    REGISTRY.register(collector)  # type: ignore[arg-type]

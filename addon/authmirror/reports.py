@@ -5,7 +5,10 @@ The units are what a vendor means, not what the wire shows:
   with HEAD and then GETs the digest: that GET is the pull of the tag. The manifests fetched right
   after it (an image index's platform manifest: same license and image, within PULL_WINDOW of the
   tag request) belong to the same pull. HEADs, token requests and tag lists are not pulls.
-- *Egress* is the blob bytes sent to clients (2xx blob answers).
+- *Egress* is the blob bytes sent to clients (2xx blob answers, and the cache's redirect-mode hits:
+  a 307 to the cache's file server, whose event carries the bytes that server sends).
+- *Upstream egress saved* is the bytes of blobs and manifests answered from the mirror's cache
+  (`cache: hit` or `stale`) instead of fetched from the vendor's registry.
 - A *failure* is an error answer, except the 401 challenge without a license that starts every
   pull; an unknown license is a failure (of "(unknown license)").
 - A *failed pull* is a run of failures by one license (without one: one client address) for one
@@ -44,16 +47,19 @@ class Measure:
     name: str
     title: str
     unit: str  # "count" | "bytes"
+    cache_only: bool = False  # tables for people show it only when the log has cache fields
 
 
 MEASURES: tuple[Measure, ...] = (
     Measure("pulls", "pulls", "count"),
     Measure("egress_bytes", "egress", "bytes"),
+    Measure("saved_bytes", "upstream egress saved", "bytes", cache_only=True),
     Measure("failed_pulls", "failed pulls", "count"),
     Measure("failures", "failed requests", "count"),
     Measure("requests", "requests", "count"),
 )
 MEASURE_NAMES = tuple(m.name for m in MEASURES)
+SAVED = ("hit", "stale")  # cache results whose bytes did not come from the upstream
 
 
 class Cell:
@@ -168,6 +174,7 @@ class Report:
     events: int
     challenges: int
     checks: int = 0
+    cache_events: int = 0  # blob and manifest events with a `cache` field: the mirror's cache was on
     since: str | None = None
     until: str | None = None
     files: int = 0
@@ -182,6 +189,11 @@ class Report:
     def old_versions(self) -> list[VersionRow]:
         return [v for v in self.versions if v.behind]
 
+    @property
+    def shown_measures(self) -> tuple[Measure, ...]:
+        """The measures worth a column for people: cache savings only when the cache was on."""
+        return tuple(m for m in MEASURES if self.cache_events or not m.cache_only)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "by": self.by,
@@ -189,6 +201,7 @@ class Report:
             "events": self.events,
             "challenges": self.challenges,
             "checks": self.checks,
+            "cache_events": self.cache_events,
             "files": self.files,
             "skipped_lines": self.skipped_lines,
             "measures": [m.__dict__ for m in MEASURES],
@@ -285,6 +298,7 @@ class Aggregator:
     events: int = 0
     challenges: int = 0
     checks: int = 0
+    cache_events: int = 0
     _cells: dict[tuple, Cell] = field(default_factory=dict)
     _pulls: dict[tuple[str, str], _PullState] = field(default_factory=dict)
     _blob_version: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -354,19 +368,27 @@ class Aggregator:
         increments = {"requests": 1}
         action = event.get("action")
         status = event.get("status") or 0
+        cache = event.get("cache")
+        if cache and action in ("blob", "manifest"):
+            self.cache_events += 1
         if failed:
             increments["failures"] = 1
             if self._failed(event, ts, who, customer or UNKNOWN_LICENSE, image):
                 increments["failed_pulls"] = 1
             return increments, None
         if action == "blob":
-            if status < 300:
+            # A redirect-mode cache hit is a 307 to the cache's file server; its event has the bytes sent.
+            if status < 300 or (status == 307 and cache == "hit"):
                 size = event.get("bytes") or 0
                 increments["egress_bytes"] = size
+                if cache in SAVED:
+                    increments["saved_bytes"] = size
                 if size and customer:
                     self._daily_egress[ts[:10]][customer] += size
             return increments, self._blob_version.get((who, image or ""))
         if action == "manifest" and image and status < 300:
+            if cache in SAVED:
+                increments["saved_bytes"] = event.get("bytes") or 0
             counted, version = self._manifest(event, ts, who, image)
             if version:
                 self._blob_version[(who, image)] = version
@@ -449,6 +471,7 @@ class Aggregator:
             events=self.events,
             challenges=self.challenges,
             checks=self.checks,
+            cache_events=self.cache_events,
             since=since,
             until=until,
             files=files,

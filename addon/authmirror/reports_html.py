@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from typing import Callable
 
-from .reports import MEASURES, Report, Row
+from .reports import Report, Row
 from .reports_text import GROUP_TITLES, human_bytes, short_time
 
 TOP_CUSTOMERS = 8  # customers drawn separately in the egress chart; the rest are "others"
@@ -162,12 +162,13 @@ def grouping_table(report: Report, grouping: str) -> str:
     rows = report.groupings[grouping]
     header = [(GROUP_TITLES[grouping], "text")] + ([("customer", "text")] if grouping == "license" else [])
     per_customer = grouping in ("customer", "license")  # a count of customers means nothing there
-    header += [(m.title, "num") for m in MEASURES] + [("images", "num"), ("versions", "num")] + ([] if per_customer else [("customers", "num")])
+    measures = report.shown_measures
+    header += [(m.title, "num") for m in measures] + [("images", "num"), ("versions", "num")] + ([] if per_customer else [("customers", "num")])
     header += [("first seen", "text"), ("last seen", "text")]
     trs = []
     for row in rows:
         cells = [_cell(row.key, row.key)] + ([_cell(row.label, row.label)] if grouping == "license" else [])
-        cells += [_cell(human_bytes(row.values[m.name]) if m.unit == "bytes" else f"{row.values[m.name]:,}", row.values[m.name], "num") for m in MEASURES]
+        cells += [_cell(human_bytes(row.values[m.name]) if m.unit == "bytes" else f"{row.values[m.name]:,}", row.values[m.name], "num") for m in measures]
         cells += [_cell(str(len(s)), len(s), "num") for s in (row.images, row.versions, *(() if per_customer else (row.customers,)))]
         cells += [_cell(short_time(row.first_seen), row.first_seen), _cell(short_time(row.last_seen), row.last_seen)]
         trs.append(f"<tr>{''.join(cells)}</tr>")
@@ -263,6 +264,7 @@ def render_html(report: Report) -> str:
         [
             _figure("pulls", f"{totals['pulls']:,}", "pulls"),
             _figure("egress", human_bytes(totals["egress_bytes"]), "egress"),
+            *([_figure("saved", human_bytes(totals["saved_bytes"]), "upstream egress saved by the cache")] if report.cache_events else []),
             _figure("failed_pulls", f"{totals['failed_pulls']:,}", "failed pulls"),
             _figure("customers", f"{report.customers:,}", "customers"),
             _figure("images", f"{len(report.totals.images):,}", "images"),

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from .reports import MEASURES, Report, Row, image_of, is_challenge
+from .reports import MEASURES, Measure, Report, Row, image_of, is_challenge
 
 GROUP_TITLES = {"customer": "customer", "license": "license", "image": "image", "tag": "image:version", "day": "day"}
 
@@ -28,15 +28,15 @@ def measure_text(value: int, unit: str) -> str:
     return human_bytes(value) if unit == "bytes" else f"{value:,}"
 
 
-def table_columns(by: str) -> list[str]:
+def table_columns(by: str, measures: tuple[Measure, ...] = MEASURES) -> list[str]:
     head = [GROUP_TITLES[by]] + (["customer"] if by == "license" else [])
-    return head + [m.title for m in MEASURES] + ["images", "versions", "first seen", "last seen"]
+    return head + [m.title for m in measures] + ["images", "versions", "first seen", "last seen"]
 
 
-def table_cells(row: Row, by: str) -> list[str]:
+def table_cells(row: Row, by: str, measures: tuple[Measure, ...] = MEASURES) -> list[str]:
     head = [row.key] + ([row.label] if by == "license" else [])
-    measures = [measure_text(row.values[m.name], m.unit) for m in MEASURES]
-    return head + measures + [str(len(row.images)), str(len(row.versions)), short_time(row.first_seen), short_time(row.last_seen)]
+    values = [measure_text(row.values[m.name], m.unit) for m in measures]
+    return head + values + [str(len(row.images)), str(len(row.versions)), short_time(row.first_seen), short_time(row.last_seen)]
 
 
 def align(header: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[str]:
@@ -49,9 +49,9 @@ def align(header: list[str], rows: list[list[str]], right: frozenset[int] = froz
     return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
 
 
-def numeric_columns(by: str) -> frozenset[int]:
+def numeric_columns(by: str, measures: tuple[Measure, ...] = MEASURES) -> frozenset[int]:
     first = 2 if by == "license" else 1
-    return frozenset(range(first, first + len(MEASURES) + 2))
+    return frozenset(range(first, first + len(measures) + 2))
 
 
 def count(number: int, noun: str) -> str:
@@ -61,6 +61,7 @@ def count(number: int, noun: str) -> str:
 
 def render_table(report: Report) -> str:
     totals = report.totals.values
+    measures = report.shown_measures
     read = [count(report.events, "event") + " from " + count(report.files, "file")]
     if report.skipped_lines:
         read.append(count(report.skipped_lines, "unreadable line") + " skipped")
@@ -69,10 +70,11 @@ def render_table(report: Report) -> str:
     out = [
         f"Pull report, {short_time(report.totals.first_seen)} .. {short_time(report.totals.last_seen)} UTC ({'; '.join(read)})",
         f"{count(totals['pulls'], 'pull')}, {human_bytes(totals['egress_bytes'])} egress, {count(totals['failed_pulls'], 'failed pull')}"
-        f" ({count(totals['failures'], 'failed request')}), {count(report.customers, 'customer')}, {count(len(report.totals.images), 'image')}",
+        f" ({count(totals['failures'], 'failed request')}), {count(report.customers, 'customer')}, {count(len(report.totals.images), 'image')}"
+        + (f"; the cache saved {human_bytes(totals['saved_bytes'])} of upstream egress" if report.cache_events else ""),
         "",
         f"By {GROUP_TITLES[report.by]}",
-        *align(table_columns(report.by), [table_cells(row, report.by) for row in report.rows], numeric_columns(report.by)),
+        *align(table_columns(report.by, measures), [table_cells(row, report.by, measures) for row in report.rows], numeric_columns(report.by, measures)),
     ]
     if report.failures:
         out += ["", "Failures"]

@@ -1,17 +1,20 @@
 """/metrics: Prometheus numbers for requests, bytes, errors, upstream latency and caches, with
 bounded labels and no secrets; open by default, or behind a metrics token."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from authmirror import metrics
 from authmirror.config import parse_config
 from authmirror.context import get_context
 from authmirror.errors import ConfigError
 
 from .conftest import LICENSES, UPSTREAM_PASSWORD, VALID, basic, errors_of, loaded_addon, make_flow, run_request, write_config
+from .test_addon_cache import play_blob
 from .test_addon_forwarding import DIGEST, forwarded, upstream_answers
 
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
@@ -176,3 +179,92 @@ def test_bad_metrics_config_names_the_key(tmp_path, metrics, key):
     with pytest.raises(ConfigError) as error:
         parse_config({"metrics": metrics, "licenses": {"file": "licenses.yaml"}}, Path(tmp_path / "authmirror.yaml"))
     assert error.value.key == key
+
+
+# -- the blob cache's own state, read at scrape time ----------------------------------------------
+
+BLOB_A = bytes(range(256)) * 64
+BLOB_B = bytes(reversed(range(256))) * 64
+CACHE_COUNTERS = ("saved_bytes", "filled_bytes", "fills_dropped", "corrupt_files", "evictions")
+
+
+def flip_a_bit(path: Path) -> None:
+    with open(path, "r+b") as f:
+        byte = f.read(1)
+        f.seek(0)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def digest_of(body: bytes) -> str:
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+async def fill_or_miss(addon, body: bytes, announced: int | None = None) -> None:
+    """A blob GET the cache does not answer: the upstream's body passes (and fills, if whole)."""
+    flow = await forwarded(addon, f"/v2/proxy/acme/vendor/app/blobs/{digest_of(body)}")
+    addon.injector.request(flow)
+    play_blob(addon, flow, body, announced if announced is not None else len(body))
+
+
+async def cache_hit(addon, body: bytes, method: str = "GET") -> None:
+    flow = await run_request(addon, make_flow(f"/v2/proxy/acme/vendor/app/blobs/{digest_of(body)}", method=method, authorization=basic(VALID)))
+    assert flow.response.status_code == (307 if method == "GET" else 200)  # serve: redirect
+    addon.response(flow)
+
+
+@pytest.fixture
+def redirect_cache(tmp_path):
+    """A mirror whose cache holds one of the two 16 KiB blobs at a time, hits answered by a 307."""
+    config = write_config(tmp_path, cache={"dir": "cache", "max_size": len(BLOB_A) + 1000, "serve": "redirect"})
+    with loaded_addon(config) as (addon, _, _):
+        try:
+            yield addon
+        finally:
+            addon.mirror.close()  # stops nginx (taddons does not call `done`)
+
+
+async def test_cache_state_is_read_at_scrape_time(redirect_cache):
+    addon = redirect_cache
+    before = await samples(addon)
+    await fill_or_miss(addon, BLOB_A)
+    await fill_or_miss(addon, BLOB_B)  # evicts A: the cache holds one of them
+    await cache_hit(addon, BLOB_B)  # 307 to the file server: the blob's bytes are saved upstream
+    await cache_hit(addon, BLOB_B, "HEAD")  # answered from the index, no bytes
+    await fill_or_miss(addon, BLOB_A, announced=len(BLOB_A) + 10)  # truncated: dropped
+    flip_a_bit(addon.mirror.cache.store.path(digest_of(BLOB_B)))
+    await fill_or_miss(addon, BLOB_B)  # found corrupt before serving: fetched and filled again
+    after = await samples(addon)
+
+    def grew(name):
+        return value(after, f"authmirror_blob_cache_{name}_total") - value(before, f"authmirror_blob_cache_{name}_total")
+
+    assert {name: grew(name) for name in CACHE_COUNTERS} == {
+        "saved_bytes": len(BLOB_B),
+        "filled_bytes": len(BLOB_A) + 2 * len(BLOB_B),
+        "fills_dropped": 1,
+        "corrupt_files": 1,
+        "evictions": 1,
+    }
+    assert value(after, "authmirror_blob_cache_entries") == 1
+    assert value(after, "authmirror_blob_cache_size_bytes") == len(BLOB_B)
+    assert value(after, "authmirror_blob_cache_max_size_bytes") == len(BLOB_A) + 1000
+    # the per-request counters agree with the cache's own
+    assert value(after, "authmirror_blob_cache_bytes_total", result="hit") - value(before, "authmirror_blob_cache_bytes_total", result="hit") == len(BLOB_B)
+    assert value(after, "authmirror_blob_cache_requests_total", result="hit") - value(before, "authmirror_blob_cache_requests_total", result="hit") == 2
+
+    # Since start: 2 of 6 requests answered from the cache (the module's collector also carries
+    # earlier tests' mirrors, so a collector of its own watches this one).
+    collector = metrics.MirrorCollector()
+    collector.watch(addon.mirror)
+    ratio = {family.name: family.samples[0].value for family in collector.collect() if family.name == "authmirror_blob_cache_hit_ratio"}
+    assert ratio == {"authmirror_blob_cache_hit_ratio": pytest.approx(2 / 6)}
+
+    text = (await scrape(addon)).response.text
+    assert digest_of(BLOB_B)[7:] not in text and "cache/files" not in text  # no digests, no paths
+    assert "authmirror_blob_cache_hit_ratio{" not in text  # no labels on the cache's own state
+
+
+async def test_no_cache_state_without_a_cache(addon_ctx):
+    addon, _, _ = addon_ctx
+    found = await samples(addon)
+    assert not [name for name, _ in found if name.startswith(("authmirror_blob_cache_hit_ratio", "authmirror_blob_cache_entries", "authmirror_blob_cache_saved"))]

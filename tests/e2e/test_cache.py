@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import os
 import sqlite3
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from authmirror.cli.main import main
 from tests.support import processes
 from tests.support.faultserver import FaultServer
 from tests.support.http import basic, request
@@ -114,6 +116,13 @@ def follow(answer, expect_digest: str) -> bytes:
     assert fetched.status == 200, fetched.body
     assert f"sha256:{hashlib.sha256(fetched.body).hexdigest()}" == expect_digest
     return fetched.body
+
+
+def report_of(log: Path) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", "--log", str(log), "--json"]) == 0
+    return json.loads(out.getvalue())
 
 
 def flip_a_bit(path: Path) -> None:
@@ -255,6 +264,13 @@ def test_concurrent_cold_pulls_fetch_each_blob_once(built, tmp_path):
             assert upstream_gets(rig.registry, "vendor/app", layer.digest) == 1, f"{layer.digest} fetched more than once"
             labels = [e["cache"] for e in events_for(rig.mirror, layer.digest, 10)]
             assert labels.count("fill") == 1 and labels.count("hit") == 9, labels
+        # `authmirror report` on these events: the 307 hits are egress, and upstream egress saved.
+        report = report_of(rig.mirror.workdir / "pulls.jsonl")
+        blob_bytes = built.single.config.size + sum(layer.size for layer in built.single.layers)
+        assert report["totals"]["pulls"] == 10 and report["totals"]["egress_bytes"] == 10 * blob_bytes
+        manifests_saved = report["totals"]["saved_bytes"] - 9 * blob_bytes  # concurrent tag GETs may each miss
+        manifest_size = next(e["bytes"] for e in rig.mirror.pull_events() if e["action"] == "manifest" and e["method"] == "GET")
+        assert 0 <= manifests_saved <= 9 * manifest_size and manifests_saved % manifest_size == 0, manifests_saved
 
 
 def test_truncated_mismatching_or_aborted_transfers_leave_nothing(workdir, cache_upstream, built):

@@ -44,6 +44,11 @@ class Image:
         return 100 + sum(self.layers)
 
 
+def _cache(result: str | None) -> dict:
+    """The `cache` field, present only when the mirror's cache is on (as the mirror writes it)."""
+    return {"cache": result} if result else {}
+
+
 @dataclass
 class LogBuilder:
     now: dt.datetime = START
@@ -75,15 +80,20 @@ class LogBuilder:
 
     # -- what clients do ------------------------------------------------------------------------
 
-    def skopeo_pull(self, license: str, customer: str, image: Image, tag: str, platforms: int = 0) -> None:
-        """GET token, GET manifest by tag, (with an index: GET each platform manifest by digest), GET blobs."""
+    def skopeo_pull(self, license: str, customer: str, image: Image, tag: str, platforms: int = 0, cache: str | None = None, serve: str = "proxy") -> None:
+        """GET token, GET manifest by tag, (with an index: GET each platform manifest by digest), GET blobs.
+
+        `cache` (a mirror with its cache on): "fill" (cold), "hit" (warm), "miss" (not stored) or
+        "stale" (the upstream failed: the manifest is stale, the blobs are hits). With
+        `serve="redirect"` blob hits are 307s to the cache's file server, carrying the blob's size.
+        """
         self.event(license=license, customer=customer, image=image, action="token", method="GET", status=200)
         manifest = image.manifest_digest(tag)
-        self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=tag, digest=manifest, bytes=500)
+        self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=tag, digest=manifest, bytes=500, **_cache(cache))
         for platform in range(platforms):
             child = digest_of(f"{manifest}:{platform}")
-            self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=child, digest=child, bytes=400)
-        self._blobs(license, customer, image, tag)
+            self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=child, digest=child, bytes=400, **_cache(cache))
+        self._blobs(license, customer, image, tag, "hit" if cache == "stale" else cache, serve)
 
     def pinned_pull(self, license: str, customer: str, image: Image, tag: str) -> None:
         """A pull by digest (image@sha256:...): GET token, GET manifest by digest, GET blobs."""
@@ -105,9 +115,10 @@ class LogBuilder:
         self.event(license=license, customer=customer, image=image, action="manifest", method="GET", status=200, reference=manifest, digest=manifest, bytes=500)
         self._blobs(license, customer, image, tag)
 
-    def _blobs(self, license: str, customer: str, image: Image, tag: str) -> None:
+    def _blobs(self, license: str, customer: str, image: Image, tag: str, cache: str | None = None, serve: str = "proxy") -> None:
+        status = 307 if cache == "hit" and serve == "redirect" else 200
         for digest, size in image.blobs(tag):
-            self.event(license=license, customer=customer, image=image, action="blob", method="GET", status=200, reference=digest, digest=digest, bytes=size)
+            self.event(license=license, customer=customer, image=image, action="blob", method="GET", status=status, reference=digest, digest=digest, bytes=size, **_cache(cache))
 
     def refused_pull(self, license: str, customer: str, image: Image, tag: str, code: str, message: str, status: int = 403) -> None:
         """containerd with a refused license: the challenge, then POST and GET token both refused."""

@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import re
 
 import pytest
 
@@ -166,7 +167,7 @@ def test_rotated_files_torn_line_and_unknown_fields(tmp_path):
     assert data["files"] == 3 and data["skipped_lines"] == 1
     assert data["totals"]["pulls"] == 7 and data["totals"]["failed_pulls"] == 3
     extra = tmp_path / "extra.jsonl"
-    log.write(extra, extra_fields={"ratelimit_remaining": 97, "cache": "hit"})
+    log.write(extra, extra_fields={"ratelimit_remaining": 97, "edge_region": "eu-west-1"})
     assert report_json("--log", str(extra), "--json")["totals"] == data["totals"]
 
 
@@ -227,3 +228,68 @@ def test_stream_reader_yields_in_file_order(tmp_path):
     stats = ReadStats()
     events = list(read_events(expand_logs([path]), stats))
     assert len(events) == stats.lines == len(scenario().events)
+
+
+# -- the blob cache: upstream egress saved --------------------------------------------------------
+
+
+def cache_scenario() -> LogBuilder:
+    """A mirror with its cache on: cold and warm pulls, redirect-mode hits, a stale manifest."""
+    log = LogBuilder()
+    log.skopeo_pull(GLOBEX, "Globex Corp", APP, "1.0", cache="fill")  # cold: fetched upstream, stored
+    log.skopeo_pull(GLOBEX, "Globex Corp", APP, "1.0", cache="hit")  # warm, serve: proxy
+    log.skopeo_pull(INITECH, "Initech", APP, "1.0", cache="hit", serve="redirect")  # blob hits are 307s
+    log.skopeo_pull(INITECH, "Initech", DB, "2.0", cache="miss")  # not stored (too big for the cache)
+    log.advance(120)
+    log.skopeo_pull(INITECH, "Initech", DB, "2.0", cache="stale")  # upstream down: stale manifest, cached blobs
+    # A hit whose file turned out corrupt while being sent: the client's transfer broke, nothing saved.
+    digest, size = DB.blobs("2.0")[1]
+    log.event(license=INITECH, customer="Initech", image=DB, action="blob", method="GET", status=200, reference=digest, digest=digest, bytes=size // 2, cache="hit", error_code="UNAVAILABLE")
+    return log
+
+
+MANIFEST_BYTES = 500  # what LogBuilder's manifest GETs carry
+
+
+def test_upstream_egress_saved_per_customer_and_image():
+    report = summarise(cache_scenario().events)
+    rows = rows_by_key(report)
+    globex, initech = rows["Globex Corp"], rows["Initech"]
+    assert (globex.values["pulls"], initech.values["pulls"]) == (2, 3)
+    assert globex.values["saved_bytes"] == PULL_BYTES["app"] + MANIFEST_BYTES
+    # the redirect-mode hits count as egress (the cache's file server sent them) and as saved
+    assert initech.values["egress_bytes"] == PULL_BYTES["app"] + 2 * PULL_BYTES["db"]
+    assert initech.values["saved_bytes"] == (PULL_BYTES["app"] + MANIFEST_BYTES) + (PULL_BYTES["db"] + MANIFEST_BYTES)
+    assert initech.values["failures"] == 1
+    assert report.cache_events == 3 * (1 + 3) + 2 * (1 + 2) + 1  # manifest and blobs of each pull, and the broken hit
+    images = rows_by_key(summarise(cache_scenario().events, by="image"))
+    assert images[APP.name].values["saved_bytes"] == 2 * (PULL_BYTES["app"] + MANIFEST_BYTES)
+    assert images[DB.name].values["saved_bytes"] == PULL_BYTES["db"] + MANIFEST_BYTES
+    assert report.totals.values["egress_bytes"] == 3 * PULL_BYTES["app"] + 2 * PULL_BYTES["db"]
+    assert report.daily_egress == {"2026-11-01": {"Globex Corp": 2 * PULL_BYTES["app"], "Initech": PULL_BYTES["app"] + 2 * PULL_BYTES["db"]}}
+
+
+def test_saved_egress_in_table_csv_and_json(tmp_path, capsys):
+    path = cache_scenario().write(tmp_path / "pulls.jsonl")
+    saved = 2 * (PULL_BYTES["app"] + MANIFEST_BYTES) + PULL_BYTES["db"] + MANIFEST_BYTES  # 12,800 B
+    assert main(["report", "--log", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "5 pulls, 19.0 KiB egress, 1 failed pull (1 failed request), 2 customers, 2 images; the cache saved 12.5 KiB of upstream egress" in table
+    header, _, *lines = table.split("By customer\n", 1)[1].splitlines()
+    assert re.split(r"\s{2,}", header)[:4] == ["customer", "pulls", "egress", "upstream egress saved"]
+    initech = next(line for line in lines if line.startswith("Initech"))
+    assert initech.split()[1:6] == ["3", "13.0", "KiB", "9.0", "KiB"]
+    assert main(["report", "--log", str(path), "--format", "csv", "--by", "image"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["image"]: int(r["saved_bytes"]) for r in rows} == {APP.name: 2 * 3600, DB.name: 5600}
+    data = report_json("--log", str(path), "--json")
+    assert data["totals"]["saved_bytes"] == saved and data["cache_events"] == 19
+    assert {r["key"]: r["saved_bytes"] for r in data["rows"]} == {"Globex Corp": 3600, "Initech": 9200}
+
+
+def test_no_saved_column_without_a_cache(tmp_path, capsys):
+    path = scenario().write(tmp_path / "pulls.jsonl")
+    assert main(["report", "--log", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "saved" not in table
+    assert report_json("--log", str(path), "--json")["totals"]["saved_bytes"] == 0  # tools get a stable schema

@@ -7,7 +7,7 @@ from authmirror.cli.main import main
 from authmirror.reports import summarise
 from authmirror.reports_html import PALETTE, render_html
 
-from .test_reports import APP, DB, scenario
+from .test_reports import APP, DB, cache_scenario, scenario
 
 
 class Page(HTMLParser):
@@ -138,3 +138,15 @@ def test_names_are_escaped_and_shown_as_written():
     text = render_html(summarise(log.events))
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "Globex $US$ Corp" in parse(text).text("chart-egress")
+
+
+def test_html_report_shows_upstream_egress_saved_by_the_cache():
+    page = parse(render_html(summarise(cache_scenario().events)))
+    assert page.figures["saved"] == "12.5 KiB" and page.figures["egress"] == "19.0 KiB"
+    customers = page.tables["table-customer"]
+    assert customers[0][:4] == ["customer", "pulls", "egress", "upstream egress saved"]
+    assert {row[0]: row[3] for row in customers[1:]} == {"Initech": "9.0 KiB", "Globex Corp": "3.5 KiB"}
+    images = page.tables["table-image"]
+    assert {row[0]: row[3] for row in images[1:]} == {APP.name: "7.0 KiB", DB.name: "5.5 KiB"}
+    # without a cache in the log, no such figure or column (see the first test's exact figures)
+    assert "upstream egress saved" not in render_html(summarise(scenario().events))
