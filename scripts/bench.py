@@ -281,6 +281,7 @@ class Testbed:
         args = [
             processes.mitmdump_binary(),
             "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
+            "-s", str(Path(__file__).with_name("bench_plain_http.py")),
             "--set", "stream_large_bodies=1",
             "--set", f"confdir={state / 'conf'}",
             "--set", "termlog_verbosity=info",
@@ -296,7 +297,8 @@ class Testbed:
         token = {"signing_key": f"file:{shared / 'token.pem'}", "ttl_seconds": 3600}
         licenses = [{"id": LICENSE, "customer": "Globex Corp", "apps": ["bench"]}]
         config = processes.write_mirror_config(workdir, port, apps, licenses, token=token, **overrides)
-        return self._keep(processes.start_mirror(workdir, config, port))
+        # The same log level as the bare mitmproxy (the tests' default, debug, costs a little).
+        return self._keep(processes.start_mirror(workdir, config, port, termlog="info"))
 
 
 # -- measurements -----------------------------------------------------------------------------
