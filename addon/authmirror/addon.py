@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Optional
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import server_hooks
 
 from . import answers, handling, metrics, mitm_errors, tls
-from .config import load_config
+from .config import DEFAULT_CONFIG, load_config
 from .context import get_context
 from .errors import ConfigError, RegistryError
 from .licenses import LicenseRefused, UnknownLicense
@@ -20,7 +19,6 @@ from .timeouts import UpstreamTimeouts
 
 log = logging.getLogger("authmirror")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "authmirror.yaml"
 # Reverse mode needs a target; every flow is re-pointed (or answered) before it could be used,
 # and `server_connect` refuses anything that is not a configured upstream anyway.
 PLACEHOLDER_TARGET = "http://127.0.0.1:9"

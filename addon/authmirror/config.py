@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .cache.settings import CacheConfig
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
+# Used when no config is named (`mitmdump -s addon/proxy.py`, `authmirror <command>` without -c).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "authmirror.yaml"
 BLOB_REDIRECT_MODES = ("follow", "pass")
 # A path component of a repository name (distribution spec), also used for app and registry names.
 COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")

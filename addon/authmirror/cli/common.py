@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..addon import DEFAULT_CONFIG
+from ..config import DEFAULT_CONFIG  # not from ..addon: that would import mitmproxy for every command
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
