@@ -63,9 +63,12 @@ class RegistryConfig:
         return self.port == (443 if self.scheme == "https" else 80)
 
     @property
+    def netloc(self) -> str:
+        return self.host if self.default_port else f"{self.host}:{self.port}"
+
+    @property
     def origin(self) -> str:
-        netloc = self.host if self.default_port else f"{self.host}:{self.port}"
-        return f"{self.scheme}://{netloc}"
+        return f"{self.scheme}://{self.netloc}"
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret value this registry holds, for redaction."""

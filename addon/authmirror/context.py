@@ -39,7 +39,6 @@ class RequestContext:
     auth: UpstreamAuth | None = field(default=None, repr=False)
     forwarded: bool = False  # the request went to the upstream (or storage)
     to_storage: bool = False  # ... to blob storage, following a redirect
-    injected_auth: bool = False
     streamed: bool = False
     bytes: int = 0
     digest: str | None = None

@@ -197,7 +197,7 @@ def stream_or_buffer(flow: http.HTTPFlow, context: RequestContext) -> None:
     context.streamed = True
 
 
-def error_status_for_redirect_loop(registry_name: str) -> RegistryError:
+def redirect_loop_error(registry_name: str) -> RegistryError:
     return RegistryError(
         "UNAVAILABLE",
         f"upstream registry '{registry_name}' redirected the blob too many times",

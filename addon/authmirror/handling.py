@@ -20,7 +20,7 @@ from .errors import RegistryError, UpstreamError
 from .forwarding import (
     MAX_STORAGE_HOPS,
     REDACTED,
-    error_status_for_redirect_loop,
+    redirect_loop_error,
     point_at,
     redact_request,
     redirect_client,
@@ -125,7 +125,6 @@ async def handle_request(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
     point_at(request, url)
     if auth.header:
         inject(flow, auth.header)
-        context.injected_auth = True
     context.forwarded = True
     return None
 
@@ -254,9 +253,8 @@ async def follow_storage(mirror: Mirror, flow: http.HTTPFlow, context: RequestCo
     context.registry, context.upstream = registry, upstream
     context.extra.update(license=sealed.get("lic"), customer=sealed.get("cust"), hops=sealed.get("hops", 1))
     await check_storage_url(url, registry)
-    parts = urlsplit(url)
-    mirror.allow_storage(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
     point_at(flow.request, url)
+    mirror.allow_storage(flow.request.host, flow.request.port)
     context.forwarded = True
     context.to_storage = True
 
@@ -279,7 +277,6 @@ def handle_responseheaders(mirror: Mirror, flow: http.HTTPFlow, context: Request
     context.extra["ratelimit"] = parse_rate_limit(response.headers)
     if status == 401 and context.auth is not None and context.upstream.refused(context.auth):
         # A cached upstream token went stale: the client retries the same URL and we fetch a new one.
-        context.extra["retry"] = True
         return redirect_client(flow, context, context.client_path)
     if status in (401, 403):
         repository = context.upstream.upstream_repository(context.route.repository) if context.route else ""
@@ -301,7 +298,7 @@ def redirect_blob(mirror: Mirror, flow: http.HTTPFlow, context: RequestContext, 
     assert registry is not None and context.route is not None
     hops = int(context.extra.get("hops", 0))
     if hops >= MAX_STORAGE_HOPS:
-        return replace_error(flow, context, error_status_for_redirect_loop(registry.name))
+        return replace_error(flow, context, redirect_loop_error(registry.name))
     if mirror.config.blob_redirects == "pass" and urlsplit(location).hostname and not same_origin(location, registry):
         # Bytes bypass the mirror; the client goes to storage with the presigned URL.
         return redirect_client(flow, context, location)
@@ -445,7 +442,7 @@ def pull_event(flow: http.HTTPFlow, context: RequestContext, status: int) -> Pul
         customer=license.customer if license else context.extra.get("customer"),
         app=(route.app or None) if route else None,
         registry=registry.name if registry else ((route.registry or None) if route else None),
-        upstream=(registry.host if registry.default_port else f"{registry.host}:{registry.port}") if registry else None,
+        upstream=registry.netloc if registry else None,
         repository=(route.repository or None) if route else None,
         reference=(route.reference or None) if route else None,
         digest=context.digest or (route.reference if route and route.is_digest else None),

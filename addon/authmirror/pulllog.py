@@ -23,7 +23,6 @@ from .errors import ConfigError
 
 log = logging.getLogger("authmirror.pulllog")
 
-ACTIONS = ("token", "manifest", "blob", "tags", "referrers", "catalog")
 
 
 @dataclass
